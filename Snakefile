@@ -1,0 +1,28 @@
+# reclaim: published efficient-ML claims as build targets.
+#   snakemake results/lora_ga_glue.csv --cores 2 --config scale=smoke
+# Stages: data (selection/valuation) -> compression/adapters -> memory-efficient training
+# -> evaluation and claim verdicts. Rules are thin: every value reaches a job through
+# params: or input:, and each rule declares the reclaim source files it executes.
+import json
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+configfile: os.path.join(workflow.basedir, "params.yaml")
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/claims.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        [f"results/{claim}.csv" for claim in config["claims"]],

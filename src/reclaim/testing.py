@@ -1,0 +1,445 @@
+"""Offline, deterministic fixtures for tests: a miniature GLUE directory and tiny models.
+
+The workflow's real inputs (GLUE files, Hub checkpoints) are large and need a network, so
+tests must not depend on them. These helpers write stand-ins with the same on-disk layout
+as the real thing (classic ``GLUE_DIR/<TASK>/*.tsv`` files, ``save_pretrained`` model
+directories) so the production readers and loaders run unchanged on a fresh clone.
+
+The GLUE texts come from a small fixed vocabulary, :data:`FIXTURE_VOCAB`, and carry
+label-correlated word patterns, so that a tiny model can learn each task in a few steps and
+a tests' bag-of-words baseline scores well above chance. The tokenizers are word-level over
+the same vocabulary, so every fixture text and every text-to-text prompt tokenizes with
+no unknown tokens.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary
+# --------------------------------------------------------------------------------------------
+
+_DETS = ["the", "a", "this", "that"]
+_SUBJECTS = ["man", "woman", "child", "dog", "cat"]
+_OBJECTS = ["film", "movie", "book", "story", "song", "house", "car"]
+_NOUNS = _SUBJECTS + _OBJECTS
+# (third person singular, bare form): CoLA's agreement errors swap one for the other.
+_VERBS = [
+    ("sees", "see"),
+    ("likes", "like"),
+    ("reads", "read"),
+    ("watches", "watch"),
+    ("finds", "find"),
+    ("makes", "make"),
+]
+_GOOD = ["good", "great", "excellent", "wonderful", "lovely", "brilliant"]
+_BAD = ["bad", "awful", "terrible", "boring", "dull", "poor"]
+_ADJECTIVES = _GOOD + _BAD
+_ADVERBS = ["very", "quite", "really", "truly", "just"]
+_FILLER = ["is", "was", "and", "with", "in", "on", "of", "it", "to", "also"]
+_NEGATION = ["not", "never", "no", "does"]
+_EXTRA_INFO = ["yesterday", "because", "later", "often", "today"]
+_QUESTION = ["what", "who"]
+_PUNCTUATION = [".", ",", "?", "!", ":", ";", "'", '"', "(", ")", "-"]
+
+# Words the text-to-text framings generate (GLUE label words) and put in prompts.
+_LABEL_WORDS = [
+    "negative", "positive", "unacceptable", "acceptable", "different", "equivalent",
+    "entailment", "not_entailment", "neutral", "contradiction",
+]
+_PROMPT_WORDS = [
+    "classify", "the", "sentiment", "grammar", "paraphrase", "of", "text", ":", "result",
+    "sentence", "sentence1", "sentence2", "question", "premise", "hypothesis",
+]
+
+FIXTURE_VOCAB: list[str] = list(
+    dict.fromkeys(
+        _DETS + _NOUNS + [v for pair in _VERBS for v in pair] + _ADJECTIVES + _ADVERBS
+        + _FILLER + _NEGATION + _EXTRA_INFO + _QUESTION + _PUNCTUATION + _LABEL_WORDS
+        + _PROMPT_WORDS
+    )
+)
+"""Every token a fixture text or a text-to-text prompt/target can contain (lower case)."""
+
+GLUE_FIXTURE_TASKS = ("sst2", "cola", "mrpc", "qnli", "mnli")
+
+# --------------------------------------------------------------------------------------------
+# GLUE fixture
+# --------------------------------------------------------------------------------------------
+
+
+def _balanced_labels(rng: random.Random, n: int, k: int) -> list[int]:
+    """Labels cycling over k classes, shuffled: counts differ by at most one."""
+    labels = [i % k for i in range(n)]
+    rng.shuffle(labels)
+    return labels
+
+
+def _clause(rng: random.Random, subj: str, verb: str, obj: str, *, adv: bool = True,
+            adj: bool = True, pp: bool = True) -> list[str]:
+    """`det subj [adv] verb det [adj] obj [in det noun]` with the optional parts at random."""
+    words = [rng.choice(_DETS), subj]
+    if adv and rng.random() < 0.4:
+        words.append(rng.choice(_ADVERBS))
+    words += [verb, rng.choice(_DETS)]
+    if adj and rng.random() < 0.5:
+        words.append(rng.choice(_ADJECTIVES))
+    words.append(obj)
+    if pp and rng.random() < 0.4:
+        words += [rng.choice(["in", "on", "with"]), rng.choice(_DETS), rng.choice(_OBJECTS)]
+    return words
+
+
+def _pick_other(rng: random.Random, options: Sequence[str], avoid: str) -> str:
+    return rng.choice([o for o in options if o != avoid])
+
+
+def _sst2_rows(rng: random.Random, n: int) -> list[list[str]]:
+    rows = [["sentence", "label"]]
+    for y in _balanced_labels(rng, n, 2):
+        pol = _GOOD if y else _BAD
+        p1, p2 = rng.choice(pol), rng.choice(pol)
+        det, noun, be, adv = (rng.choice(_DETS), rng.choice(_OBJECTS), rng.choice(["is", "was"]),
+                              rng.choice(_ADVERBS))
+        template = rng.randrange(4)
+        if template == 0:
+            words = [det, adv, p1, noun, be, p2]
+        elif template == 1:
+            words = [det, noun, be, adv, p1, "and", p2]
+        elif template == 2:
+            words = ["it", be, "a", p1, noun, "with", "a", p2, rng.choice(_OBJECTS)]
+        else:
+            words = [det, noun, be, p1]
+        # Real SST-2 sentences are lower-cased, pre-tokenized and end with a space.
+        rows.append([" ".join(words) + " ", str(y)])
+    return rows
+
+
+_COLA_SOURCES = ["gj04", "bc01", "ks08", "l-93", "r-67", "sks13", "w_80", "c-05"]
+
+
+def _cola_rows(rng: random.Random, n: int) -> list[list[str]]:
+    rows = []  # CoLA has no header line.
+    for y in _balanced_labels(rng, n, 2):
+        v3, bare = rng.choice(_VERBS)
+        words = _clause(rng, rng.choice(_SUBJECTS), v3, rng.choice(_OBJECTS))
+        if not y:  # agreement error (singular subject, bare verb), half also scrambled
+            words[words.index(v3)] = bare
+            if rng.random() < 0.5:
+                original = list(words)
+                while words == original or words[0] in _DETS:
+                    rng.shuffle(words)
+        sentence = " ".join(words) + "."
+        rows.append([rng.choice(_COLA_SOURCES), str(y), "" if y else "*",
+                     sentence[0].upper() + sentence[1:]])
+    return rows
+
+
+def _mrpc_rows(rng: random.Random, n: int) -> list[list[str]]:
+    rows = [["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]]
+    for y in _balanced_labels(rng, n, 2):
+        subj, (v3, _), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        s1 = _clause(rng, subj, v3, obj)
+        if y:  # paraphrase: same content words, different determiners/adverbs
+            s2 = [rng.choice(_DETS) if w in _DETS else w for w in s1 if w not in _ADVERBS]
+            if rng.random() < 0.5:
+                s2.insert(2, rng.choice(_ADVERBS))
+            if rng.random() < 0.3:
+                s2 += ["also"]
+        else:  # a different event: subject, verb and object all change
+            s2 = _clause(rng, _pick_other(rng, _SUBJECTS, subj),
+                         _pick_other(rng, [v for v, _ in _VERBS], v3),
+                         _pick_other(rng, _OBJECTS, obj))
+        ids = [str(rng.randrange(10_000, 4_000_000)) for _ in range(2)]
+        rows.append([str(y), *ids, " ".join(s1) + " .", " ".join(s2) + " ."])
+    return rows
+
+
+def _qnli_rows(rng: random.Random, n: int) -> list[list[str]]:
+    rows = [["index", "question", "sentence", "label"]]
+    for i, y in enumerate(_balanced_labels(rng, n, 2)):
+        subj, (v3, bare), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        if rng.random() < 0.5:
+            question = f"what does the {subj} {bare} ?"
+        else:
+            question = f"who {v3} the {obj} ?"
+        if y == 0:  # entailment: the sentence answers the question
+            sentence = _clause(rng, subj, v3, obj)
+        else:  # not_entailment: a sentence about something else
+            sentence = _clause(rng, _pick_other(rng, _SUBJECTS, subj),
+                               _pick_other(rng, [v for v, _ in _VERBS], v3),
+                               _pick_other(rng, _OBJECTS, obj))
+        label = ("entailment", "not_entailment")[y]
+        rows.append([str(i), question, " ".join(sentence) + " .", label])
+    return rows
+
+
+_MNLI_LABELS = ("entailment", "neutral", "contradiction")
+_MNLI_GENRES = ["fiction", "government", "slate", "telephone", "travel"]
+
+
+def _binary_parse(words: list[str]) -> str:
+    """Right-branching bracketing in the style of MNLI's `*_binary_parse` columns."""
+    if len(words) == 1:
+        return words[0]
+    return f"( {words[0]} {_binary_parse(words[1:])} )"
+
+
+def _parse(words: list[str]) -> str:
+    """Flat Penn-style tree in the style of MNLI's `*_parse` columns."""
+    verbs = {v for pair in _VERBS for v in pair}
+
+    def tag(w: str) -> str:
+        if w in _DETS:
+            return "DT"
+        if w in verbs:
+            return "VBZ"
+        if w in _ADJECTIVES:
+            return "JJ"
+        if w in _PUNCTUATION:
+            return w
+        return "NN" if w in _NOUNS else "RB"
+
+    return "(ROOT (S " + " ".join(f"({tag(w)} {w})" for w in words) + "))"
+
+
+def _mnli_rows(rng: random.Random, n: int, dev: bool) -> list[list[str]]:
+    # dev_matched.tsv carries five annotator labels; train.tsv only label1. gold_label is last.
+    label_cols = ["label1", "label2", "label3", "label4", "label5"] if dev else ["label1"]
+    rows = [["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
+             "sentence2_binary_parse", "sentence1_parse", "sentence2_parse", "sentence1",
+             "sentence2", *label_cols, "gold_label"]]
+    for i, y in enumerate(_balanced_labels(rng, n, 3)):
+        subj, (v3, bare), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        premise = _clause(rng, subj, v3, obj, adv=False) + ["."]
+        det1, det2 = rng.choice(_DETS), rng.choice(_DETS)
+        if y == 0:  # entailment: a sub-statement of the premise
+            hyp = [det1, subj, v3, det2, obj]
+        elif y == 1:  # neutral: adds information the premise does not give
+            if rng.random() < 0.5:
+                hyp = [det1, subj, rng.choice(["often", "later"]), v3, det2, obj]
+            else:
+                hyp = [det1, subj, v3, det2, obj, rng.choice(["yesterday", "today"])]
+            if rng.random() < 0.3:
+                hyp += ["because", "it", "is", rng.choice(_ADJECTIVES)]
+        else:  # contradiction: negates the premise
+            form = rng.randrange(3)
+            if form == 0:
+                hyp = [det1, subj, "never", v3, det2, obj]
+            elif form == 1:
+                hyp = [det1, subj, "does", "not", bare, det2, obj]
+            else:
+                hyp = ["no", subj, v3, det2, obj]
+        hyp = hyp + ["."]
+        gold = _MNLI_LABELS[y]
+        annot = [gold] * len(label_cols)
+        if dev and rng.random() < 0.3:  # a dissenting annotator, as in the real dev set
+            annot[rng.randrange(1, len(annot))] = rng.choice(_MNLI_LABELS)
+        prompt_id = rng.randrange(10_000, 150_000)
+        rows.append([str(i), str(prompt_id), f"{prompt_id}{gold[0]}", rng.choice(_MNLI_GENRES),
+                     _binary_parse(premise), _binary_parse(hyp), _parse(premise), _parse(hyp),
+                     " ".join(premise), " ".join(hyp), *annot, gold])
+    return rows
+
+
+# task -> (directory, {split file: is dev}, whether the file starts with a UTF-8 BOM)
+_GLUE_LAYOUT = {
+    "sst2": ("SST-2", {"train.tsv": False, "dev.tsv": True}, False),
+    "cola": ("CoLA", {"train.tsv": False, "dev.tsv": True}, False),
+    "mrpc": ("MRPC", {"train.tsv": False, "dev.tsv": True}, True),
+    "qnli": ("QNLI", {"train.tsv": False, "dev.tsv": True}, False),
+    "mnli": ("MNLI", {"train.tsv": False, "dev_matched.tsv": True}, False),
+}
+
+
+def _task_rows(task: str, rng: random.Random, n: int, dev: bool) -> list[list[str]]:
+    if task == "sst2":
+        return _sst2_rows(rng, n)
+    if task == "cola":
+        return _cola_rows(rng, n)
+    if task == "mrpc":
+        return _mrpc_rows(rng, n)
+    if task == "qnli":
+        return _qnli_rows(rng, n)
+    return _mnli_rows(rng, n, dev)
+
+
+def write_glue_fixture(
+    glue_dir: Path,
+    tasks: Sequence[str] = ("sst2", "cola", "mrpc"),
+    n_train: int = 48,
+    n_dev: int = 24,
+    seed: int = 0,
+) -> Path:
+    """Write a miniature GLUE directory in the classic ``<TASK>/{train,dev}.tsv`` layout.
+
+    Each file reproduces its real counterpart's quirks (SST-2's header, CoLA's missing
+    header and 4 columns, MRPC's UTF-8 BOM, MNLI's parse columns with the label last), so
+    tests exercise the production reader. Each (task, split) draws from its own RNG seeded
+    from ``seed``, so adding a task never changes another task's files. Returns glue_dir.
+    """
+    unknown = [t for t in tasks if t not in _GLUE_LAYOUT]
+    if unknown:
+        raise ValueError(f"unknown fixture task {unknown[0]!r}; known: {', '.join(_GLUE_LAYOUT)}")
+    glue_dir = Path(glue_dir)
+    for task in tasks:
+        dir_name, files, bom = _GLUE_LAYOUT[task]
+        (glue_dir / dir_name).mkdir(parents=True, exist_ok=True)
+        for file_name, dev in files.items():
+            rng = random.Random(f"reclaim-glue-fixture:{seed}:{task}:{file_name}")
+            rows = _task_rows(task, rng, n_dev if dev else n_train, dev)
+            text = "".join("\t".join(row) + "\n" for row in rows)
+            with open(glue_dir / dir_name / file_name, "w", encoding="utf-8", newline="") as fh:
+                fh.write(("\ufeff" if bom else "") + text)
+    return glue_dir
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny models
+# --------------------------------------------------------------------------------------------
+
+MODEL_KINDS = ("bert", "gpt2", "t5", "llama")
+
+# kind -> special tokens in id order (ids 0, 1, ...), keyed by their transformers role.
+SPECIAL_TOKENS: dict[str, dict[str, str]] = {
+    "bert": {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
+             "sep_token": "[SEP]", "mask_token": "[MASK]"},
+    "gpt2": {"eos_token": "<|endoftext|>", "pad_token": "<pad>", "unk_token": "<unk>"},
+    "t5": {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"},
+    "llama": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
+              "pad_token": "<pad>"},
+}
+
+_TINY = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "positions": 256}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in SPECIAL_TOKENS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
+
+
+def build_tokenizer(kind: str) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over FIXTURE_VOCAB with the special tokens of ``kind``.
+
+    Lower-cases, splits on any whitespace (newlines included) and isolates each punctuation
+    character (``_`` counts as a word character, so ``not_entailment`` stays one token). The
+    post-processor mimics the real family: BERT wraps in ``[CLS] ... [SEP]`` with segment ids,
+    T5 appends ``</s>``, Llama prepends ``<s>``, GPT-2 adds nothing.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    _check_kind(kind)
+    specials = SPECIAL_TOKENS[kind]
+    tokens = list(specials.values()) + [w for w in FIXTURE_VOCAB if w not in specials.values()]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=specials["unk_token"]))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[^\w\s]"), "isolated")]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
+    if kind == "bert":
+        cls, sep = specials["cls_token"], specials["sep_token"]
+        tok.post_processor = TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+            special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
+        )
+    elif kind == "t5":
+        eos = specials["eos_token"]
+        tok.post_processor = TemplateProcessing(
+            single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, vocab[eos])]
+        )
+    elif kind == "llama":
+        bos = specials["bos_token"]
+        tok.post_processor = TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab[bos])]
+        )
+    input_names = ["input_ids", "attention_mask"]
+    if kind == "bert":
+        input_names.insert(1, "token_type_ids")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_input_names=input_names,
+        model_max_length=_TINY["positions"],
+        **specials,
+    )
+
+
+def _build_model(kind: str, tok: PreTrainedTokenizerFast):  # -> transformers.PreTrainedModel
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    t, vocab_size = _TINY, len(tok)
+    if kind == "bert":
+        return BertForSequenceClassification(BertConfig(
+            vocab_size=vocab_size, hidden_size=t["hidden"], num_hidden_layers=t["layers"],
+            num_attention_heads=t["heads"], intermediate_size=t["intermediate"],
+            max_position_embeddings=t["positions"], type_vocab_size=2, num_labels=2,
+            pad_token_id=tok.pad_token_id,
+        ))
+    if kind == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(
+            vocab_size=vocab_size, n_embd=t["hidden"], n_layer=t["layers"], n_head=t["heads"],
+            n_inner=t["intermediate"], n_positions=t["positions"],
+            bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ))
+    if kind == "t5":
+        return T5ForConditionalGeneration(T5Config(
+            vocab_size=vocab_size, d_model=t["hidden"], d_kv=t["hidden"] // 4,
+            d_ff=t["intermediate"], num_layers=t["layers"], num_decoder_layers=t["layers"],
+            num_heads=t["heads"], relative_attention_num_buckets=8,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+        ))
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=vocab_size, hidden_size=t["hidden"], num_hidden_layers=t["layers"],
+        num_attention_heads=t["heads"], num_key_value_heads=1,
+        intermediate_size=t["intermediate"], max_position_embeddings=t["positions"],
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    ))
+
+
+def write_tiny_model(out_dir: Path, kind: str, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``kind`` model and its tokenizer to ``out_dir``.
+
+    Stands in for a Hub checkpoint: the directory reloads offline with the matching Auto
+    class (bert: sequence classification with 2 labels; gpt2/llama: causal LM; t5:
+    seq2seq LM). Weights depend only on ``seed``; the global torch RNG is left untouched.
+    Returns out_dir.
+    """
+    import torch
+
+    _check_kind(kind)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(kind)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _build_model(kind, tok)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def write_tiny_models(root: Path, seed: int = 0) -> dict[str, Path]:
+    """Write every tiny model kind under ``root/<kind>``; returns kind -> directory."""
+    return {kind: write_tiny_model(Path(root) / kind, kind, seed) for kind in MODEL_KINDS}

@@ -1,0 +1,211 @@
+"""The training job: one (model, task, method, hyperparameters, seed).
+
+A plain PyTorch loop rather than ``transformers.Trainer``: adapters hook into it at four
+points (apply, optimizer, extra loss, step end), inputs are tokenised once and padded per
+batch, and every step's loss is kept for the convergence verdicts. The job's only declared
+output, ``result.json``, is written last and atomically; the adapter is saved beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reclaim import adapters, framings
+from reclaim.data.glue import get_task
+from reclaim.io import read_jsonl, write_json
+from reclaim.metrics import compute
+from reclaim.models import ResolvedModel
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None  # None: no MLflow run (library use, unit tests)
+    experiment: str = "reclaim"
+    log_every: int = 10
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def subsample(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:
+    """A fixed seeded subset, the same for every training seed (variance comes from training)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    idx = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in idx]
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _to(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, out: str | Path,
+            model_location: ResolvedModel, tracking: TrackingConfig | None = None,
+            device: str = "auto", threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate one job described by ``spec`` (see reclaim.jobs); returns the result."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    t_job = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device(device)
+    tcfg, mcfg, dcfg = spec["train"], spec["method"], spec["data"]
+    seed = int(spec["seed"])
+    task = get_task(spec["task"])
+    framing = framings.get(spec["model"]["framing"])
+    adapter = adapters.get(mcfg["adapter"])
+    params = adapter.make_params(mcfg["params"])
+
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    model, tok = framing.load(model_location, task)
+    model.to(device)
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    train_rows = subsample(read_jsonl(train_path), dcfg["max_train_examples"], dcfg["subsample_seed"])
+    dev_rows = subsample(read_jsonl(dev_path), dcfg["max_eval_examples"], dcfg["subsample_seed"])
+    train_items = framing.encode(tok, task, train_rows, tcfg["max_length"])
+    dev_items = framing.encode(tok, task, dev_rows, tcfg["max_length"])
+    prep_s = time.perf_counter() - t0
+
+    bs = int(tcfg["batch_size"])
+    steps_per_epoch = math.ceil(len(train_items) / bs)
+    total_steps = max(1, math.ceil(float(tcfg["epochs"]) * steps_per_epoch))
+
+    def batches(n_examples: int, batch_size: int, generator_seed: int) -> Iterator[dict[str, Any]]:
+        g = torch.Generator().manual_seed(generator_seed)
+        order = torch.randperm(len(train_items), generator=g).tolist()[:n_examples]
+        for i in range(0, len(order), batch_size):
+            yield _to(framing.collate(tok, [train_items[j] for j in order[i:i + batch_size]]), device)
+
+    ctx = adapters._base.AdapterContext(
+        loss_fn=framing.loss,
+        train_batches=lambda n, b: batches(n, b, seed + 7919),
+        total_steps=total_steps, head_modules=framing.head_modules(model), seed=seed, device=device,
+    )
+    t0 = time.perf_counter()
+    model = adapter.apply(model, params, ctx)
+    init_s = time.perf_counter() - t0
+    trainable, total = adapters._base.count_trainable(model)
+
+    optimizer = adapter.optimizer(model, params, float(tcfg["lr"]), float(tcfg["weight_decay"]))
+    scheduler = get_scheduler(tcfg["scheduler"], optimizer,
+                              num_warmup_steps=math.ceil(float(tcfg["warmup_ratio"]) * total_steps),
+                              num_training_steps=total_steps)
+    tracker = None
+    if tracking is not None and tracking.uri:
+        from reclaim.tracking import Tracker
+
+        tracker = Tracker(tracking.uri, tracking.experiment, run_name=spec["job_id"],
+                          tags=tracking.tags, params=spec, log_every=tracking.log_every)
+
+    losses: list[float] = []
+    status = "FAILED"
+    try:
+        model.train()
+        step, seen, epoch = 0, 0, 0
+        t0 = time.perf_counter()
+        bar = tqdm(total=total_steps, desc=spec["job_id"], disable=not progress, mininterval=2.0)
+        while step < total_steps:
+            for batch in batches(len(train_items), bs, seed * 1000 + epoch):
+                loss = framing.loss(model, batch)
+                extra = adapter.extra_loss(model, params)
+                total_loss = loss if extra is None else loss + extra
+                total_loss.backward()
+                if tcfg["max_grad_norm"]:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in model.parameters() if p.requires_grad], float(tcfg["max_grad_norm"]))
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                adapter.on_step_end(model, params, step)
+                optimizer.zero_grad(set_to_none=True)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{spec['job_id']}: training loss is {value} at step {step}")
+                losses.append(value)
+                seen += batch["labels"].shape[0]
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if tracker:
+                    tracker.log({"train_loss": value, "lr": scheduler.get_last_lr()[0]}, step)
+                if step >= total_steps:
+                    break
+            epoch += 1
+        bar.close()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        train_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        model.eval()
+        preds: list[int] = []
+        with torch.inference_mode():
+            eb = int(tcfg["eval_batch_size"])
+            for i in range(0, len(dev_items), eb):
+                batch = _to(framing.collate(tok, dev_items[i:i + eb]), device)
+                preds.extend(framing.predict(model, batch).tolist())
+        eval_s = time.perf_counter() - t0
+        labels = [it["label"] for it in dev_items]
+        metrics = compute(task.metrics, preds, labels)
+
+        out = Path(out)
+        saved = adapter.save(model, params, out.parent / "adapter")
+        timings = {
+            "load_s": load_s, "prep_s": prep_s, "init_s": init_s, "train_s": train_s,
+            "eval_s": eval_s, "job_s": time.perf_counter() - t_job,
+            "train_examples_per_s": seen / train_s if train_s > 0 else float("nan"),
+        }
+        result = {
+            "job_id": spec["job_id"], "spec": spec, "metrics": metrics, "losses": losses,
+            "n_train": len(train_items), "n_eval": len(dev_items), "steps": step,
+            "examples_seen": seen, "trainable_params": trainable, "total_params": total,
+            "device": device, "device_name": _device_name(device), "threads": torch.get_num_threads(),
+            "timings": timings, "adapter_files": saved, "model_location": model_location.kind,
+            "pid": os.getpid(),
+        }
+        if tracker:
+            tracker.finish({**{f"eval_{k}": v for k, v in metrics.items()},
+                            **{f"time_{k}": v for k, v in timings.items()}})
+            result["mlflow_run_id"] = tracker.run_id
+        status = "FINISHED"
+        write_json(out, result)
+        return result
+    finally:
+        if tracker and status != "FINISHED":
+            tracker.finish({}, status="FAILED")
+
+
+def _device_name(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return platform.processor() or platform.machine()

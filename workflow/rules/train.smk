@@ -1,0 +1,34 @@
+# Stages 2-4 for fine-tuning claims: adapter/compression init, training, evaluation.
+# One job per (model, task, method, hyperparameter hash, seed); its path is its identity.
+
+
+rule train:
+    input:
+        train="data/glue/{task}/train.jsonl",
+        dev="data/glue/{task}/dev.jsonl",
+        code=lambda wc: train_code(job(wc)),
+    output:
+        result="results/runs/{model}/{task}/{method}/{cfg}/seed{seed}/result.json",
+    log:
+        "results/runs/{model}/{task}/{method}/{cfg}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/train/{model}/{task}/{method}/{cfg}/seed{seed}.tsv"
+    params:
+        spec=lambda wc: json.dumps(job(wc), sort_keys=True),
+        model=lambda wc: json.dumps(MODELS[wc.model].__dict__, sort_keys=True),
+        scale=SCALE,
+        tracking_uri=TRACKING_URI,
+        experiment=EXPERIMENT,
+        log_every=config["tracking"]["log_every"],
+    wildcard_constraints:
+        seed=r"\d+",
+    threads: lambda wc: scale_resources(wc, "threads", 1)
+    resources:
+        mem_mb=lambda wc: scale_resources(wc, "mem_mb", 4000),
+        runtime=lambda wc: scale_resources(wc, "runtime_min", 60),
+        gpu=lambda wc: scale_resources(wc, "gpu", 0),
+    shell:
+        "{PY} -m reclaim train --spec {params.spec:q} --model {params.model:q}"
+        " --train {input.train:q} --dev {input.dev:q} --out {output.result:q}"
+        " --scale {params.scale} --threads {threads} --tracking-uri {params.tracking_uri:q}"
+        " --experiment {params.experiment:q} --log-every {params.log_every} 2>&1 | tee {log:q}"
