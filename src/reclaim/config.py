@@ -91,8 +91,8 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
             raise ConfigError(f"{where}.aggregator: unknown aggregator {c['aggregator']!r} "
                               f"(known: {', '.join(claims.names())})")
         for meth in c.get("paper_results", {}):
-            if meth not in c["methods"]:
-                raise ConfigError(f"{where}.paper_results.{meth}: not one of the claim's methods")
+            if meth not in cfg["methods"]:
+                raise ConfigError(f"{where}.paper_results.{meth}: unknown method {meth!r}")
         for sname, s in c["scales"].items():
             for i, model in enumerate(s["models"]):
                 if model not in cfg["models"]:

@@ -41,9 +41,9 @@ def threshold_verdict(estimate: float, se: float, threshold: float, z: float, di
             f"satisfies it, does not hold if none of it does, inconclusive otherwise")
     out: dict[str, Any] = {"estimate": estimate, "se": se, "z": z, "threshold": threshold,
                            "direction": direction, "rule": rule}
-    if not (math.isfinite(estimate) and math.isfinite(se)) or se <= 0:
+    if not (math.isfinite(estimate) and math.isfinite(se)) or se < 0:
         out.update(lower=float("nan"), upper=float("nan"), verdict=INCONCLUSIVE,
-                   reason="no noise estimate (need finite numbers and a positive standard error)")
+                   reason="no noise estimate (need a finite estimate and standard error)")
         return out
     lo, hi = estimate - z * se, estimate + z * se
     out.update(lower=lo, upper=hi)
@@ -56,18 +56,14 @@ def threshold_verdict(estimate: float, se: float, threshold: float, z: float, di
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
     """Trailing moving average (expanding over the first window-1 steps)."""
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
-    return out
+    window = max(1, int(window))
+    return [sum(values[max(0, i + 1 - window): i + 1]) / min(i + 1, window) for i in range(len(values))]
 
 
 def steps_to_reach(curve: Sequence[float], target: float) -> tuple[int, bool]:
     """First 1-based step at which ``curve`` <= target; (len, True) when never reached."""
+    tol = 1e-9 * max(1.0, abs(target))  # float noise must not decide "never reached"
     for i, v in enumerate(curve):
-        if v <= target:
+        if v <= target + tol:
             return i + 1, False
     return len(curve), True

@@ -1,0 +1,151 @@
+"""The claim end to end through Snakemake, on tiny random BERT, GPT-2 and T5 models and
+generated GLUE files, in an isolated copy of the workflow (so touching sources is safe)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reclaim.config import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _snakemake(work: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(work / "Snakefile"), "-d", str(work),
+         "--configfile", str(work / "test_params.yaml"), *args],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+
+
+def _planned(out: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block.strip())
+        if not m:
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        pairs = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), pairs))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory, tiny_models, glue_fixture):
+    work = tmp_path_factory.mktemp("wf")
+    for item in ("Snakefile", "params.yaml", "workflow", "src"):
+        src = REPO_ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
+    models = {"tiny-bert": ("bert", "encoder_cls"), "tiny-gpt2": ("gpt2", "causal_lm"),
+              "tiny-t5": ("t5", "seq2seq")}
+    params = {
+        "models": {n: {"framing": f, "local_dir": str(tiny_models[k])} for n, (k, f) in models.items()},
+        "claims": {"lora_ga_glue": {
+            "methods": ["full_ft", "lora", "lora_ga"],
+            "scales": {"smoke": {
+                "models": list(models), "tasks": ["sst2", "cola", "mrpc", "qnli"], "seeds": [0],
+                "max_train_examples": 32, "max_eval_examples": 16,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "resources": {"threads": 1},
+            }},
+        }},
+        "scale": "smoke",
+    }
+    (work / "test_params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(work / "src"), "GLUE_DIR": str(glue_fixture),
+           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = _snakemake(work, "results/lora_ga_glue.csv", "--cores", "2", env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, env, proc
+
+
+def test_outputs_and_computed_verdicts(workflow_run) -> None:
+    work, _, proc = workflow_run
+    assert "skipping task qnli" in proc.stderr
+    rows = list(csv.DictReader(open(work / "results/lora_ga_glue.csv")))
+    ok = [r for r in rows if r["status"] == "ok" and r["task"] != "avg"]
+    assert {(r["model"], r["method"], r["task"]) for r in ok} == {
+        (m, meth, t) for m in ("tiny-bert", "tiny-gpt2", "tiny-t5")
+        for meth in ("full_ft", "lora", "lora_ga") for t in ("sst2", "cola", "mrpc")}
+    assert {r["status"] for r in rows if r["task"] == "qnli"} == {"missing"}
+    assert all(r["scale"] == "smoke" for r in rows)
+    cola = [r for r in ok if r["task"] == "cola"]
+    assert all(r["mcc_mean"] != "" for r in cola)
+    lora_sst2 = next(r for r in ok if r["method"] == "lora" and r["task"] == "sst2" and r["model"] == "tiny-bert")
+    assert float(lora_sst2["paper"]) == 94.04
+    out = json.loads((work / "results/lora_ga_glue.json").read_text())
+    for model in ("tiny-bert", "tiny-gpt2", "tiny-t5"):
+        for v in out["verdicts"][model].values():
+            assert v["verdict"] in ("holds", "does not hold", "inconclusive")
+            assert "rule" in v and "estimate" in v
+    assert out["missing_tasks"] == {"qnli": out["missing_tasks"]["qnli"]}
+    assert (work / "results/lora_ga_glue_loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(k.endswith("/avg/accuracy") for k in out["metrics"])
+
+
+def test_mlflow_has_every_job_tagged(workflow_run) -> None:
+    from mlflow.tracking import MlflowClient
+
+    work, _, _ = workflow_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("reclaim")
+    runs = client.search_runs([exp.experiment_id], "tags.`reclaim.rule` = 'train'")
+    assert len(runs) == 27
+    for run in runs:
+        t = run.data.tags
+        assert t["claim"] == "lora_ga_glue" and t["reclaim.scale"] == "smoke"
+        assert t["git_commit"] and t["git_dirty"] in ("true", "false", "unknown")
+        assert {"reclaim.model", "reclaim.task", "reclaim.method", "reclaim.seed"} <= set(t)
+        assert "eval_accuracy" in run.data.metrics
+    hist = client.get_metric_history(runs[0].info.run_id, "train_loss")
+    assert len(hist) == 4  # 32 examples / batch 8: a loss for every step
+
+
+def test_rerun_does_nothing(workflow_run) -> None:
+    work, env, _ = workflow_run
+    proc = _snakemake(work, "-n", "results/lora_ga_glue.csv", env=env)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_param_change_reruns_only_that_method(workflow_run) -> None:
+    work, env, _ = workflow_run
+    p = work / "test_params.yaml"
+    original = p.read_text()
+    params = yaml.safe_load(original)
+    params["methods"] = {"lora_ga": {"adapter": "lora_ga", "params": {"r": 8, "alpha": 16, "gamma": 32,
+                                                                      "grad_examples": 8, "grad_batch_size": 1}}}
+    p.write_text(yaml.safe_dump(params))
+    try:
+        proc = _snakemake(work, "-n", "results/lora_ga_glue.csv", env=env)
+    finally:
+        p.write_text(original)
+    jobs = _planned(proc.stdout)
+    assert {r for r, _ in jobs} == {"train", "claim_table"}
+    assert {w["method"] for r, w in jobs if r == "train"} == {"lora_ga"}
+    assert len([1 for r, _ in jobs if r == "train"]) == 9
+
+
+def test_editing_lora_ga_source_reruns_only_lora_ga(workflow_run) -> None:
+    work, env, _ = workflow_run
+    src = work / "src/reclaim/adapters/lora_ga.py"
+    st = src.stat()
+    os.utime(src, (st.st_atime + 3600, st.st_mtime + 3600))
+    try:
+        proc = _snakemake(work, "-n", "results/lora_ga_glue.csv", env=env)
+    finally:
+        os.utime(src, (st.st_atime, st.st_mtime))
+    jobs = _planned(proc.stdout)
+    assert {r for r, _ in jobs} == {"train", "claim_table"}
+    assert {w["method"] for r, w in jobs if r == "train"} == {"lora_ga"}
