@@ -48,7 +48,7 @@ def test_clear_win_holds_and_speedup_is_measured(tmp_path) -> None:
     noisy = _aggregate(tmp_path, _runs(gap=9.5, ga_speed=4))["verdicts"]["m"]
     assert noisy["b_close_to_full_ft"]["verdict"] == "inconclusive"
     c = v["c_convergence_speedup"]
-    assert c["estimate"] > 3.0 and c["verdict"] == "holds"
+    assert c["estimate"] == 3.0 and c["verdict"] == "holds"  # 90 steps vs 30 steps
     rows = list(csv.DictReader(open(tmp_path / "t.csv")))
     avg = next(r for r in rows if r["method"] == "lora" and r["task"] == "avg")
     assert avg["tasks_in_avg"] == "sst2 cola mrpc" and avg["n_seeds"] == "3"
