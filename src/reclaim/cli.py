@@ -85,6 +85,31 @@ def _cmd_aggregate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_jobs(a: argparse.Namespace) -> int:
+    """The training jobs a claim needs at a scale, one JSON object per line: what Snakemake's
+    train rule would run, for machines without Snakemake (see scripts/run_jobs.py)."""
+    from reclaim.config import load
+    from reclaim.jobs import claim_jobs, result_path
+    from reclaim.models import ResolvedModel, resolve
+
+    overrides = {"scale": a.scale} if a.scale else None
+    cfg = load(a.params, overrides)
+    specs = claim_jobs(cfg, a.claim, tasks=a.tasks)
+    for spec in specs:
+        name = spec["model"]["name"]
+        entry = cfg["models"][name]
+        if a.models_dir:
+            gguf = entry.get("gguf_file") or entry.get("package", {}).get("gguf_file")
+            model = ResolvedModel(name, f"{a.models_dir}/{name}", "models_dir", gguf)
+        else:
+            model = resolve(name, entry)
+        print(json.dumps({"job_id": spec["job_id"], "scale": cfg["scale"], "spec": spec,
+                          "model": model.__dict__, "out": result_path(spec),
+                          "train": f"data/glue/{spec['task']}/train.jsonl",
+                          "dev": f"data/glue/{spec['task']}/dev.jsonl"}, sort_keys=True))
+    return 0
+
+
 def _cmd_init_tracking(a: argparse.Namespace) -> int:
     from reclaim.tracking import init_store, tracking_uri
 
@@ -143,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", default="")
     s.add_argument("--experiment", default="reclaim")
     s.set_defaults(fn=_cmd_aggregate)
+
+    s = sub.add_parser("jobs", help="list a claim's training jobs as JSON lines")
+    s.add_argument("--params", default="params.yaml")
+    s.add_argument("--claim", required=True)
+    s.add_argument("--scale", default="")
+    s.add_argument("--tasks", nargs="*", default=None)
+    s.add_argument("--models-dir", default="", help="models live in <dir>/<name> on the target machine")
+    s.set_defaults(fn=_cmd_jobs)
 
     s = sub.add_parser("init-tracking", help="create the MLflow store once, before parallel jobs")
     s.add_argument("--uri", default="sqlite:///mlflow.db")
