@@ -5,7 +5,15 @@ import math
 import pytest
 
 from reclaim import metrics
-from reclaim.verdicts import FAILS, HOLDS, INCONCLUSIVE, binomial_se, smooth, steps_to_reach, threshold_verdict
+from reclaim.verdicts import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    binomial_se,
+    smooth,
+    steps_to_reach,
+    threshold_verdict,
+)
 
 
 def test_glue_metrics_against_hand_computed_values() -> None:

@@ -78,8 +78,8 @@ def test_same_seed_same_numbers(tiny_models, glue_jsonl, tmp_path) -> None:
 
 def test_loraplus_gives_b_a_larger_learning_rate(tiny_models) -> None:
     from reclaim.adapters._base import AdapterContext
-    from reclaim.framings import get
     from reclaim.data.glue import get_task
+    from reclaim.framings import get
 
     cfg = _cfg(tiny_models, "bert", "encoder_cls")
     model, _ = get("encoder_cls").load(resolve("tiny-bert", cfg["models"]["tiny-bert"]), get_task("sst2"))
