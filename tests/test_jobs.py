@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 from reclaim.config import REPO_ROOT, load_yaml
-from reclaim.jobs import claim_jobs, code_closure, make_spec, train_code
+from reclaim.jobs import claim_jobs, code_closure, glue_dir, make_spec, train_code
 
 PARAMS = load_yaml(REPO_ROOT / "params.yaml")
 
@@ -59,3 +59,14 @@ def test_code_inputs_follow_imports() -> None:
     assert any(f.endswith("lora_ga.py") for f in train_code(peft_ga))  # it imports its params
     agg = code_closure(["reclaim.claims.lora_ga_glue"])
     assert any(f.endswith("verdicts.py") for f in agg) and not any(f.endswith("train.py") for f in agg)
+
+
+def test_glue_dir_is_one_spelling_per_place(tmp_path, monkeypatch) -> None:
+    (tmp_path / "glue").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLUE_DIR", "./glue/")
+    relative = glue_dir(PARAMS)
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path / "glue"))
+    assert relative == glue_dir(PARAMS) == str((tmp_path / "glue").resolve())
+    monkeypatch.delenv("GLUE_DIR")
+    assert glue_dir({"data": {"glue_dir": None}}) is None

@@ -23,7 +23,10 @@ RUNS_DIR = "results/runs"
 
 
 def glue_dir(cfg: dict[str, Any]) -> str | None:
-    return os.environ.get("GLUE_DIR") or cfg["data"].get("glue_dir") or None
+    """The local GLUE directory, absolute and normalized so that spelling the same place
+    differently (``../shared/data/glue`` vs its absolute path) does not rerun jobs."""
+    path = os.environ.get("GLUE_DIR") or cfg["data"].get("glue_dir")
+    return os.path.realpath(os.path.expanduser(path)) if path else None
 
 
 def scale_settings(cfg: dict[str, Any], claim: str, scale: str | None = None) -> dict[str, Any]:
