@@ -21,6 +21,8 @@ rule prepare_glue:
         hub_dataset=config["data"]["hub_dataset"],
     wildcard_constraints:
         split="train|dev",
+    benchmark:
+        "results/benchmarks/prepare_glue/{task}/{split}.tsv"
     shell:
         "{PY} -m reclaim prepare-glue --task {wildcards.task} --split {wildcards.split}"
         " --glue-dir {params.glue_dir:q} --hub-dataset {params.hub_dataset:q} --out {output:q}"
