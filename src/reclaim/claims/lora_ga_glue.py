@@ -186,8 +186,10 @@ class LoraGaGlue:
         import matplotlib.pyplot as plt
 
         ncols = max(1, len(tasks))
-        fig, axes = plt.subplots(len(models) or 1, ncols, figsize=(4.2 * ncols, 3.2 * max(1, len(models))),
-                                 squeeze=False)
+        legend_rows = -(-len(methods) // 5)
+        legend_in = 0.25 + 0.2 * legend_rows  # inches kept free under the panels for the legend
+        height = 3.2 * max(1, len(models)) + legend_in
+        fig, axes = plt.subplots(len(models) or 1, ncols, figsize=(4.2 * ncols, height), squeeze=False)
         cmap = plt.get_cmap("tab10")
         for i, model in enumerate(models):
             for j, task in enumerate(tasks):
@@ -209,7 +211,7 @@ class LoraGaGlue:
         handles, labels = axes[0][0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.tight_layout(rect=(0, legend_in / height, 1, 1))
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
