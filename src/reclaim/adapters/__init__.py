@@ -7,26 +7,25 @@ torch/peft imports inside functions so that config validation stays fast.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from reclaim.registry import ModuleRegistry
+
 if TYPE_CHECKING:
     from reclaim.adapters._base import Adapter
 
-_DIR = Path(__file__).parent
+REGISTRY = ModuleRegistry(__name__, Path(__file__).parent, "ADAPTER", "adapter")
 
 
 def names() -> list[str]:
-    return sorted(p.stem for p in _DIR.glob("*.py") if not p.stem.startswith("_"))
+    return REGISTRY.names()
 
 
 def module(name: str) -> ModuleType:
-    if name not in names():
-        raise KeyError(f"unknown adapter {name!r}; known: {', '.join(names())}")
-    return importlib.import_module(f"reclaim.adapters.{name}")
+    return REGISTRY.module(name)
 
 
 def get(name: str) -> Adapter:
-    return module(name).ADAPTER
+    return REGISTRY.get(name)

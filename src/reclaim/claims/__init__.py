@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-_DIR = Path(__file__).parent
+from reclaim.registry import ModuleRegistry
+
+REGISTRY = ModuleRegistry(__name__, Path(__file__).parent, "AGGREGATOR", "aggregator")
 
 
 def names() -> list[str]:
-    return sorted(p.stem for p in _DIR.glob("*.py") if not p.stem.startswith("_"))
+    return REGISTRY.names()
 
 
 def get(name: str) -> Any:
-    if name not in names():
-        raise KeyError(f"unknown aggregator {name!r}; known: {', '.join(names())}")
-    return importlib.import_module(f"reclaim.claims.{name}").AGGREGATOR
+    return REGISTRY.get(name)

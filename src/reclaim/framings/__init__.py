@@ -7,21 +7,20 @@ the LoRA-GA paper's T5 setup) and ``causal_lm`` (decoder-only with label words).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from reclaim.registry import ModuleRegistry
 
 if TYPE_CHECKING:
     from reclaim.framings._base import Framing
 
-_DIR = Path(__file__).parent
+REGISTRY = ModuleRegistry(__name__, Path(__file__).parent, "FRAMING", "framing")
 
 
 def names() -> list[str]:
-    return sorted(p.stem for p in _DIR.glob("*.py") if not p.stem.startswith("_"))
+    return REGISTRY.names()
 
 
 def get(name: str) -> Framing:
-    if name not in names():
-        raise KeyError(f"unknown framing {name!r}; known: {', '.join(names())}")
-    return importlib.import_module(f"reclaim.framings.{name}").FRAMING
+    return REGISTRY.get(name)

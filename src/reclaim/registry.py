@@ -1,0 +1,27 @@
+"""Registries by file: a package whose public modules (file name = key) each define one
+object under a fixed attribute. Adapters, framings and claim aggregators use it, and so
+will the data-selection, compression and training-method stages: adding a method is adding
+a file, never editing a switch."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+class ModuleRegistry:
+    def __init__(self, package: str, directory: Path, attribute: str, kind: str) -> None:
+        self.package, self.directory, self.attribute, self.kind = package, directory, attribute, kind
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.py") if not p.stem.startswith("_"))
+
+    def module(self, name: str) -> ModuleType:
+        if name not in self.names():
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        return importlib.import_module(f"{self.package}.{name}")
+
+    def get(self, name: str) -> Any:
+        return getattr(self.module(name), self.attribute)
