@@ -413,22 +413,6 @@ def measure_overhead(repeats: int, runs: dict[str, list[dict[str, Any]]]) -> dic
     return res
 
 
-def _device_name(device: str) -> str:
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} logical CPUs)"
-
-
 def _versions() -> dict[str, str]:
     import peft
     import torch
@@ -539,6 +523,8 @@ def _checks(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def main_parent(a: argparse.Namespace) -> int:
     import torch
 
+    from reclaim.train import device_name
+
     if a.threads is None:
         a.threads = torch.get_num_threads()
     if a.device == "auto":
@@ -568,7 +554,7 @@ def main_parent(a: argparse.Namespace) -> int:
         "benchmark": "training throughput: reclaim.train.run_job vs transformers.Trainer + peft",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "device": a.device, "device_name": _device_name(a.device),
+        "device": a.device, "device_name": device_name(a.device),
         "cpu_count": os.cpu_count(), "threads": a.threads, "versions": _versions(),
         "setup": setup, "repeats": a.repeats, "run_sequence": sequence,
         "throughput_examples_per_s": {

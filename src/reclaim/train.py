@@ -185,7 +185,7 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
             "job_id": spec["job_id"], "spec": spec, "metrics": metrics, "losses": losses,
             "n_train": len(train_items), "n_eval": len(dev_items), "steps": step,
             "examples_seen": seen, "trainable_params": trainable, "total_params": total,
-            "device": device, "device_name": _device_name(device), "threads": torch.get_num_threads(),
+            "device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
             "timings": timings, "adapter_files": saved, "model_location": model_location.kind,
             "pid": os.getpid(),
         }
@@ -201,11 +201,21 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
             tracker.finish({}, status="FAILED")
 
 
-def _device_name(device: str) -> str:
+def device_name(device: str) -> str:
+    """What ran the job, in words, for results and tables (GPU model, or CPU model and count)."""
+    import os
     import platform
 
     import torch
 
     if device == "cuda":
         return torch.cuda.get_device_name(0)
-    return platform.processor() or platform.machine()
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} logical CPUs)"
