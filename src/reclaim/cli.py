@@ -90,7 +90,7 @@ def _cmd_jobs(a: argparse.Namespace) -> int:
     train rule would run, for machines without Snakemake (see scripts/run_jobs.py)."""
     from reclaim.config import load
     from reclaim.jobs import claim_jobs, result_path
-    from reclaim.models import ResolvedModel, resolve
+    from reclaim.models import at_models_dir, resolve
 
     overrides = {"scale": a.scale} if a.scale else None
     cfg = load(a.params, overrides)
@@ -98,11 +98,7 @@ def _cmd_jobs(a: argparse.Namespace) -> int:
     for spec in specs:
         name = spec["model"]["name"]
         entry = cfg["models"][name]
-        if a.models_dir:
-            gguf = entry.get("gguf_file") or entry.get("package", {}).get("gguf_file")
-            model = ResolvedModel(name, f"{a.models_dir}/{name}", "models_dir", gguf)
-        else:
-            model = resolve(name, entry)
+        model = at_models_dir(name, entry, a.models_dir) if a.models_dir else resolve(name, entry)
         print(json.dumps({"job_id": spec["job_id"], "scale": cfg["scale"], "spec": spec,
                           "model": model.__dict__, "out": result_path(spec),
                           "train": f"data/glue/{spec['task']}/train.jsonl",

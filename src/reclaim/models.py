@@ -45,10 +45,20 @@ def package_dir(pkg: dict[str, Any], cache_dir: Path | None = None) -> Path:
     return root / pkg["subdir"] if pkg.get("subdir") else root
 
 
+def _gguf_file(entry: dict[str, Any]) -> str | None:
+    return entry.get("gguf_file") or (entry.get("package") or {}).get("gguf_file")
+
+
+def at_models_dir(name: str, entry: dict[str, Any], models_dir: str) -> ResolvedModel:
+    """The model as another machine will find it, at ``<models_dir>/<name>`` (not checked
+    here: the directory is on that machine)."""
+    return ResolvedModel(name, f"{models_dir}/{name}", "models_dir", _gguf_file(entry))
+
+
 def resolve(name: str, entry: dict[str, Any], cache_dir: Path | None = None) -> ResolvedModel:
     """Where a model's weights come from, without loading them (cheap: used at DAG time)."""
     pkg = entry.get("package")
-    gguf = entry.get("gguf_file") or (pkg or {}).get("gguf_file")
+    gguf = _gguf_file(entry)
     if entry.get("local_dir"):
         path = Path(entry["local_dir"]).expanduser()
         if not path.is_dir():
