@@ -7,26 +7,25 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from reclaim.config import REPO_ROOT
+from reclaim.testing import (
+    TINY_FRAMINGS,
+    copy_workflow,
+    run_snakemake,
+    tiny_claim_params,
+    workflow_env,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def _snakemake(work: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        # --configfile takes several files: keep it last so it cannot swallow the target.
-        [sys.executable, "-m", "snakemake", "-s", str(work / "Snakefile"), "-d", str(work),
-         *args, "--configfile", str(work / "test_params.yaml")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
+    return run_snakemake(work, *args, env=env)
 
 
 def _planned(out: str) -> list[tuple[str, dict[str, str]]]:
@@ -44,29 +43,11 @@ def _planned(out: str) -> list[tuple[str, dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory, tiny_models, glue_fixture):
-    work = tmp_path_factory.mktemp("wf")
-    for item in ("Snakefile", "params.yaml", "workflow", "src"):
-        src = REPO_ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
-    models = {"tiny-bert": ("bert", "encoder_cls"), "tiny-gpt2": ("gpt2", "causal_lm"),
-              "tiny-t5": ("t5", "seq2seq")}
-    params = {
-        "models": {n: {"framing": f, "local_dir": str(tiny_models[k])} for n, (k, f) in models.items()},
-        "claims": {"lora_ga_glue": {
-            "methods": ["full_ft", "lora", "lora_ga"],
-            "scales": {"smoke": {
-                "models": list(models), "tasks": ["sst2", "cola", "mrpc", "qnli"], "seeds": [0],
-                "max_train_examples": 32, "max_eval_examples": 16,
-                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
-                "resources": {"threads": 1},
-            }},
-        }},
-        "scale": "smoke",
-    }
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    params = tiny_claim_params(tiny_models, models=list(TINY_FRAMINGS),
+                               tasks=["sst2", "cola", "mrpc", "qnli"])
     (work / "test_params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(work / "src"), "GLUE_DIR": str(glue_fixture),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = workflow_env(work, glue_fixture)
     proc = _snakemake(work, "results/lora_ga_glue.csv", "--cores", "2", env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return work, env, proc
