@@ -61,7 +61,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         tracking = TrackingConfig(tracking_uri(a.tracking_uri), a.experiment, a.log_every, tags)
     result = run_job(spec, a.train, a.dev, a.out, ResolvedModel(**json.loads(a.model)),
                      tracking=tracking, device=a.device, threads=a.threads,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, checkpoint_every=a.checkpoint_every)
     m = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
     print(f"{spec['job_id']}: {m}; {result['timings']['train_examples_per_s']:.1f} ex/s on "
           f"{result['device']} ({time.perf_counter() - T_START:.1f}s in process)")
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--experiment", default="reclaim")
     s.add_argument("--log-every", type=int, default=10)
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write a resumable checkpoint every N optimizer steps (0: never)")
     s.set_defaults(fn=_cmd_train)
 
     s = sub.add_parser("aggregate", help="compute a claim's table, verdicts and plot")

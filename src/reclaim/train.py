@@ -4,6 +4,12 @@ A plain PyTorch loop rather than ``transformers.Trainer``: adapters hook into it
 points (apply, optimizer, extra loss, step end), inputs are tokenised once and padded per
 batch, and every step's loss is kept for the convergence verdicts. The job's only declared
 output, ``result.json``, is written last and atomically; the adapter is saved beside it.
+
+Crash safety: every ``checkpoint_every`` optimizer steps the full training state goes to
+``<job dir>/checkpoint/`` (reclaim.checkpoint); a rerun of the same job resumes from it and
+produces the same losses and metrics as an uninterrupted run (CPU, same thread count).
+SIGTERM (scheduler cancel, Slurm preemption) finishes the current step, writes a
+checkpoint and exits with status 143.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reclaim import adapters, framings
+from reclaim import adapters, checkpoint, framings
 from reclaim.data.glue import get_task
 from reclaim.io import read_jsonl, write_json
 from reclaim.metrics import compute
@@ -61,10 +69,56 @@ def _to(batch: dict[str, Any], device: str) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+class JobTerminated(SystemExit):
+    """The job got SIGTERM; exits with 143 like an unhandled SIGTERM, but through ``finally``
+    blocks, so the MLflow run is closed as KILLED."""
+
+
+class _TermHandler:
+    """SIGTERM inside the training loop waits for the step to finish (so a checkpoint can be
+    written); anywhere else, or a second SIGTERM, stops at once. Main thread only."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.deferring = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _TermHandler:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.deferring and not self.requested:
+            self.requested = True
+            return
+        raise JobTerminated(128 + signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, out: str | Path,
             model_location: ResolvedModel, tracking: TrackingConfig | None = None,
-            device: str = "auto", threads: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate one job described by ``spec`` (see reclaim.jobs); returns the result."""
+            device: str = "auto", threads: int | None = None, progress: bool = True,
+            checkpoint_every: int = 0) -> dict[str, Any]:
+    """Train and evaluate one job described by ``spec`` (see reclaim.jobs); returns the result.
+
+    ``checkpoint_every``: optimizer steps between checkpoints (0: none are written). A valid
+    checkpoint of this job found at start is resumed whatever the interval.
+    """
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
+    with _TermHandler() as term:
+        return _run_job(spec, train_path, dev_path, out, model_location, tracking, device, threads,
+                        progress, checkpoint_every, term)
+
+
+def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, out: str | Path,
+             model_location: ResolvedModel, tracking: TrackingConfig | None, device: str,
+             threads: int | None, progress: bool, checkpoint_every: int,
+             term: _TermHandler) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
     from transformers import get_scheduler
@@ -97,10 +151,12 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
     steps_per_epoch = math.ceil(len(train_items) / bs)
     total_steps = max(1, math.ceil(float(tcfg["epochs"]) * steps_per_epoch))
 
-    def batches(n_examples: int, batch_size: int, generator_seed: int) -> Iterator[dict[str, Any]]:
+    def batches(n_examples: int, batch_size: int, generator_seed: int,
+                start: int = 0) -> Iterator[dict[str, Any]]:
+        """Batches in a seeded order; ``start`` skips batches already trained on (resume)."""
         g = torch.Generator().manual_seed(generator_seed)
         order = torch.randperm(len(train_items), generator=g).tolist()[:n_examples]
-        for i in range(0, len(order), batch_size):
+        for i in range(start * batch_size, len(order), batch_size):
             yield _to(framing.collate(tok, [train_items[j] for j in order[i:i + batch_size]]), device)
 
     ctx = adapters._base.AdapterContext(
@@ -117,22 +173,47 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
     scheduler = get_scheduler(tcfg["scheduler"], optimizer,
                               num_warmup_steps=math.ceil(float(tcfg["warmup_ratio"]) * total_steps),
                               num_training_steps=total_steps)
+
+    from reclaim.jobs import train_code
+
+    out = Path(out)
+    ckpt = checkpoint.checkpoint_dir(out)
+    ident = checkpoint.identity(spec, train_path, train_code(spec))
+    state = checkpoint.load(ckpt, ident, spec["job_id"], model, optimizer, scheduler, adapter, params)
+    resumed_from = state.step if state else None
+    if state is None:
+        state = checkpoint.TrainState()
+    else:
+        checkpoint.log(f"{spec['job_id']}: resuming from step {state.step} of {total_steps} ({ckpt})")
+
     tracker = None
     if tracking is not None and tracking.uri:
         from reclaim.tracking import Tracker
 
+        tags = dict(tracking.tags)
+        if resumed_from is not None:
+            tags["reclaim.resumed_from_step"] = str(resumed_from)
+            if state.mlflow_run_id:
+                tags["reclaim.resumed_from_run"] = state.mlflow_run_id
         tracker = Tracker(tracking.uri, tracking.experiment, run_name=spec["job_id"],
-                          tags=tracking.tags, params=spec, log_every=tracking.log_every)
+                          tags=tags, params=spec, log_every=tracking.log_every)
+        if resumed_from is not None:
+            _close_interrupted_run(tracker, state.mlflow_run_id)
+            for i, (value, lr) in enumerate(zip(state.losses, state.lrs, strict=True), 1):
+                tracker.log({"train_loss": value, "lr": lr}, i)  # this run holds the whole curve
+        state.mlflow_run_id = tracker.run_id
 
-    losses: list[float] = []
+    losses, lrs = state.losses, state.lrs
     status = "FAILED"
     try:
         model.train()
-        step, seen, epoch = 0, 0, 0
+        step, seen, epoch, pos = state.step, state.seen, state.epoch, state.pos
         t0 = time.perf_counter()
-        bar = tqdm(total=total_steps, desc=spec["job_id"], disable=not progress, mininterval=2.0)
+        bar = tqdm(total=total_steps, initial=step, desc=spec["job_id"], disable=not progress,
+                   mininterval=2.0)
+        term.deferring = True
         while step < total_steps:
-            for batch in batches(len(train_items), bs, seed * 1000 + epoch):
+            for batch in batches(len(train_items), bs, seed * 1000 + epoch, start=pos):
                 loss = framing.loss(model, batch)
                 extra = adapter.extra_loss(model, params)
                 total_loss = loss if extra is None else loss + extra
@@ -143,24 +224,41 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
                 optimizer.step()
                 scheduler.step()
                 step += 1
+                pos += 1
                 adapter.on_step_end(model, params, step)
                 optimizer.zero_grad(set_to_none=True)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"{spec['job_id']}: training loss is {value} at step {step}")
+                lr = scheduler.get_last_lr()[0]
                 losses.append(value)
+                lrs.append(lr)
                 seen += batch["labels"].shape[0]
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 if tracker:
-                    tracker.log({"train_loss": value, "lr": scheduler.get_last_lr()[0]}, step)
+                    tracker.log({"train_loss": value, "lr": lr}, step)
                 if step >= total_steps:
                     break
+                if (checkpoint_every and step % checkpoint_every == 0) or term.requested:
+                    if checkpoint_every:
+                        state.step, state.epoch, state.pos, state.seen = step, epoch, pos, seen
+                        state.train_s += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        checkpoint.save(ckpt, ident, spec["job_id"], model, optimizer, scheduler,
+                                        adapter, params, state)
+                    if term.requested:
+                        checkpoint.log(f"{spec['job_id']}: SIGTERM at step {step}; "
+                                       + ("checkpoint written" if checkpoint_every else
+                                          "checkpoints are off, a rerun starts over"))
+                        raise JobTerminated(128 + signal.SIGTERM)
             epoch += 1
+            pos = 0
+        term.deferring = False
         bar.close()
         if device == "cuda":
             torch.cuda.synchronize()
-        train_s = time.perf_counter() - t0
+        train_s = state.train_s + time.perf_counter() - t0
 
         t0 = time.perf_counter()
         model.eval()
@@ -174,7 +272,6 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
         labels = [it["label"] for it in dev_items]
         metrics = compute(task.metrics, preds, labels)
 
-        out = Path(out)
         saved = adapter.save(model, params, out.parent / "adapter")
         timings = {
             "load_s": load_s, "prep_s": prep_s, "init_s": init_s, "train_s": train_s,
@@ -187,7 +284,7 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
             "examples_seen": seen, "trainable_params": trainable, "total_params": total,
             "device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
             "timings": timings, "adapter_files": saved, "model_location": model_location.kind,
-            "pid": os.getpid(),
+            "pid": os.getpid(), "resumed_from_step": resumed_from,
         }
         if tracker:
             tracker.finish({**{f"eval_{k}": v for k, v in metrics.items()},
@@ -195,10 +292,30 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
             result["mlflow_run_id"] = tracker.run_id
         status = "FINISHED"
         write_json(out, result)
+        checkpoint.discard(ckpt)  # only now: result.json is complete and in place
         return result
+    except JobTerminated:
+        status = "KILLED"
+        raise
     finally:
+        term.deferring = False
         if tracker and status != "FINISHED":
-            tracker.finish({}, status="FAILED")
+            tracker.finish({}, status=status)
+
+
+def _close_interrupted_run(tracker: Any, run_id: str | None) -> None:
+    """Mark the MLflow run of a killed process (left RUNNING by SIGKILL) as KILLED."""
+    if not run_id:
+        return
+    from reclaim.tracking import _retry
+
+    try:
+        run = _retry(lambda: tracker.client.get_run(run_id))
+    except Exception as exc:  # a store that lost the run must not block the resume
+        checkpoint.log(f"MLflow run {run_id} of the interrupted process not found ({exc})")
+        return
+    if run.info.status == "RUNNING":
+        _retry(lambda: tracker.client.set_terminated(run_id, status="KILLED"))
 
 
 def device_name(device: str) -> str:

@@ -69,6 +69,23 @@ class Adapter:
         """Persist what training produced; returns the files written (relative names)."""
         return []
 
+    # Checkpoint/resume (reclaim.checkpoint). The trainer saves the trainable parameters,
+    # optimizer, scheduler and RNG states itself, and rebuilds everything else by re-running
+    # ``apply`` from the same seed; an adapter adds only state it keeps elsewhere. One that
+    # cannot be resumed exactly sets ``resumable = False`` and restarts from step 0.
+    resumable: bool = True
+
+    def checkpoint_state(self, model: nn.Module, params: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Training state outside parameters and optimizer: (tensors, JSON-able values)."""
+        return {}, {}
+
+    def load_checkpoint_state(self, model: nn.Module, params: Any, tensors: dict[str, torch.Tensor],
+                              meta: dict[str, Any]) -> None:
+        """Restore what ``checkpoint_state`` returned, after ``apply`` on a fresh model."""
+        if tensors or meta:
+            raise ValueError(f"{type(self).__name__} keeps no checkpoint state, but the checkpoint "
+                             f"has some ({sorted(tensors) or sorted(meta)})")
+
 
 def check_positive(name: str, value: float | int) -> None:
     if value <= 0:

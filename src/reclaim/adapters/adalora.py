@@ -82,5 +82,28 @@ class AdaLoraAdapter(LoraAdapter):
     def on_step_end(self, model: Any, params: Any, step: int) -> None:
         model.base_model.update_and_allocate(step)
 
+    _IPT = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+    def checkpoint_state(self, model: Any, params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The rank allocator's smoothed importance scores and the current rank pattern: without
+        them a resumed run would prune different ranks than an uninterrupted one."""
+        base = model.base_model
+        alloc = base.rankallocator
+        tensors = {f"{kind}/{n}": t for kind in self._IPT for n, t in getattr(alloc, kind).items()}
+        return tensors, {"rank_pattern": base.peft_config[base.trainable_adapter_name].rank_pattern}
+
+    def load_checkpoint_state(self, model: Any, params: Any, tensors: dict[str, Any],
+                              meta: dict[str, Any]) -> None:
+        base = model.base_model
+        alloc = base.rankallocator
+        alloc.reset_ipt()
+        device = next(model.parameters()).device
+        for key, t in tensors.items():
+            kind, name = key.split("/", 1)
+            if kind not in self._IPT:
+                raise ValueError(f"AdaLoRA checkpoint: unknown rank-allocator state {key!r}")
+            getattr(alloc, kind)[name] = t.to(device)
+        base.peft_config[base.trainable_adapter_name].rank_pattern = meta.get("rank_pattern")
+
 
 ADAPTER = AdaLoraAdapter()
