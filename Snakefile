@@ -16,6 +16,9 @@ configfile: os.path.join(workflow.basedir, "params.yaml")
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -26,3 +29,5 @@ rule all:
     default_target: True
     input:
         [f"results/{claim}.csv" for claim in config["claims"]],
+        [f"results/report/{claim}_table.html" for claim in config["claims"]],
+        "results/claims.md",

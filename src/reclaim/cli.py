@@ -115,6 +115,54 @@ def _cmd_init_tracking(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_claims_md(a: argparse.Namespace) -> int:
+    """results/claims.md (and its HTML twin for the report) from the claims' result JSONs."""
+    from reclaim.config import load
+    from reclaim.reports import load_result, load_results, write_claims
+
+    claims_cfg = json.loads(a.claims) if a.claims else load(a.params)["claims"]
+    if a.results is None:
+        results = load_results(claims_cfg, a.results_dir)
+    else:
+        results = {Path(p).stem: load_result(p) for p in a.results}
+        unknown = sorted(set(results) - set(claims_cfg))
+        if unknown:
+            raise ValueError(f"--results: {unknown[0]}.json is not a configured claim "
+                             f"(claims: {', '.join(claims_cfg)})")
+    write_claims(claims_cfg, results, a.out, a.html or None)
+    print(f"{a.out}: {len(claims_cfg)} claim(s), {sum(r is not None for r in results.values())} with results")
+    return 0
+
+
+def _cmd_table_html(a: argparse.Namespace) -> int:
+    from reclaim.io import write_text
+    from reclaim.reports import table_html
+
+    write_text(a.out, table_html(a.csv, a.title))
+    return 0
+
+
+def _cmd_list(a: argparse.Namespace) -> int:
+    from reclaim.config import load
+    from reclaim.reports import LIST_HEADERS, list_rows, text_table
+
+    print(text_table(LIST_HEADERS, list_rows(load(a.params), a.results_dir)), end="")
+    return 0
+
+
+def _cmd_show(a: argparse.Namespace) -> int:
+    from reclaim.config import load
+    from reclaim.reports import show_text
+
+    cfg = load(a.params)
+    if a.claim not in cfg["claims"]:
+        print(f"reclaim show: unknown claim {a.claim!r} (known: {', '.join(cfg['claims'])})",
+              file=sys.stderr)
+        return 2
+    print(show_text(cfg, a.claim, a.results_dir), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclaim", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -174,6 +222,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", nargs="*", default=None)
     s.add_argument("--models-dir", default="", help="models live in <dir>/<name> on the target machine")
     s.set_defaults(fn=_cmd_jobs)
+
+    s = sub.add_parser("claims-md", help="write results/claims.md: every claim, paper vs reproduced")
+    s.add_argument("--claims", default="", help="claims config JSON (default: read --params)")
+    s.add_argument("--params", default="params.yaml")
+    s.add_argument("--results", nargs="*", default=None, help="results/<claim>.json files")
+    s.add_argument("--results-dir", default="results", help="used when --results is not given")
+    s.add_argument("--out", required=True)
+    s.add_argument("--html", default="", help="also write the table as HTML (for the report)")
+    s.set_defaults(fn=_cmd_claims_md)
+
+    s = sub.add_parser("table-html", help="render a claim CSV as an HTML table (for the report)")
+    s.add_argument("--csv", required=True)
+    s.add_argument("--title", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_table_html)
+
+    s = sub.add_parser("list", help="claims, targets, scales, results and verdicts")
+    s.add_argument("--params", default="params.yaml")
+    s.add_argument("--results-dir", default="results")
+    s.set_defaults(fn=_cmd_list)
+
+    s = sub.add_parser("show", help="one claim: paper numbers, verdict rules, latest table")
+    s.add_argument("claim")
+    s.add_argument("--params", default="params.yaml")
+    s.add_argument("--results-dir", default="results")
+    s.set_defaults(fn=_cmd_show)
 
     s = sub.add_parser("init-tracking", help="create the MLflow store once, before parallel jobs")
     s.add_argument("--uri", default="sqlite:///mlflow.db")

@@ -10,9 +10,12 @@ rule claim_table:
         results=_claim_results,
         code=lambda wc: code_closure([f"reclaim.claims.{config['claims'][wc.claim]['aggregator']}"]),
     output:
-        csv="results/{claim}.csv",
-        json="results/{claim}.json",
-        png="results/{claim}_loss.png",
+        csv=report("results/{claim}.csv", caption="../report/claim_table.rst", category="{claim}",
+                   subcategory="table", labels={"file": "table (CSV)"}),
+        json=report("results/{claim}.json", caption="../report/claim_json.rst", category="{claim}",
+                    subcategory="metrics and verdicts", labels={"file": "metrics, verdicts (JSON)"}),
+        png=report("results/{claim}_loss.png", caption="../report/claim_loss.rst", category="{claim}",
+                   subcategory="plots", labels={"file": "loss curves"}),
     params:
         claim=lambda wc: json.dumps(config["claims"][wc.claim], sort_keys=True),
         scale=SCALE,
@@ -29,3 +32,39 @@ rule claim_table:
         " --scale {params.scale} --tasks {params.tasks} --missing {params.missing:q}"
         " --results {input.results:q} --csv {output.csv:q} --json {output.json:q} --png {output.png:q}"
         " --tracking-uri {params.tracking_uri:q} --experiment {params.experiment:q}"
+
+
+# Reports: the claim table as HTML (the report viewer shows HTML and images, CSV only as a
+# download), and results/claims.md, every claim in one table (`rule all` builds both).
+
+
+rule claim_table_html:
+    input:
+        csv="results/{claim}.csv",
+        code=code_closure(["reclaim.reports"]),
+    output:
+        report("results/report/{claim}_table.html", caption="../report/claim_table_html.rst",
+               category="{claim}", subcategory="table", labels={"file": "table (HTML)"}),
+    params:
+        title=lambda wc: f"{wc.claim}: {config['claims'][wc.claim]['title']}",
+    wildcard_constraints:
+        claim="|".join(config["claims"]),
+    shell:
+        "{PY} -m reclaim table-html --csv {input.csv:q} --title {params.title:q} --out {output:q}"
+
+
+rule claims_summary:
+    input:
+        results=[f"results/{claim}.json" for claim in config["claims"]],
+        code=code_closure(["reclaim.reports"]
+                          + sorted({f"reclaim.claims.{c['aggregator']}" for c in config["claims"].values()})),
+    output:
+        md=report("results/claims.md", caption="../report/claims_summary.rst", category="Summary",
+                  labels={"file": "claims.md"}),
+        html=report("results/report/claims.html", caption="../report/claims_summary.rst",
+                    category="Summary", labels={"file": "claims (HTML)"}),
+    params:
+        claims=json.dumps(config["claims"], sort_keys=True),
+    shell:
+        "{PY} -m reclaim claims-md --claims {params.claims:q} --results {input.results:q}"
+        " --out {output.md:q} --html {output.html:q}"

@@ -1,5 +1,6 @@
 """Claim aggregators: one module per claim kind (file name = registry key), defining
-``AGGREGATOR`` with ``check_config`` (run at DAG time) and ``aggregate`` (the claim's rule)."""
+``AGGREGATOR`` with ``check_config`` (run at DAG time), ``aggregate`` (the claim's rule) and
+``headline`` (the paper-vs-reproduced comparison that results/claims.md and `reclaim list` show)."""
 
 from __future__ import annotations
 

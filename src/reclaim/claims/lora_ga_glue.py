@@ -88,6 +88,44 @@ class LoraGaGlue:
         self._plot(out_png, models, present, claim["methods"], by, vcfg["smooth_steps"], scale)
         return payload
 
+    def headline(self, result: dict[str, Any], claim: dict[str, Any]) -> dict[str, Any]:
+        """The claim's headline comparison, recomputed from an ``aggregate`` JSON (never typed):
+        proposed minus baseline average accuracy per model, next to the paper's gap on the same
+        tasks (what the run can be compared with) and over every task the paper reports (the
+        title's number; the smoke scale covers fewer tasks, so the two differ)."""
+        vcfg = {**VERDICT_DEFAULTS, **claim.get("verdict", {}), **result.get("verdict_config", {})}
+        prop, base = vcfg["proposed"], vcfg["baseline"]
+        paper = claim.get("paper_results", {})
+        missing = result.get("missing_tasks", {})
+        present = [t for t in result.get("tasks", []) if t not in missing]
+
+        def paper_gap(tasks: list[str]) -> float | None:
+            pp, pb = paper.get(prop, {}), paper.get(base, {})
+            if not tasks or any(pp.get(t) is None or pb.get(t) is None for t in tasks):
+                return None
+            return mean([pp[t] for t in tasks]) - mean([pb[t] for t in tasks])
+
+        reported = [t for t in paper.get(prop, {})
+                    if paper[prop][t] is not None and paper.get(base, {}).get(t) is not None]
+        metrics = result.get("metrics", {})
+        rows = []
+        for model in result.get("models", []):
+            p = metrics.get(f"{model}/{prop}/avg/accuracy")
+            b = metrics.get(f"{model}/{base}/avg/accuracy")
+            verdicts = [{"id": key.split("_", 1)[0], "key": key, "claim": v.get("claim", ""),
+                         "verdict": v["verdict"], "estimate": v.get("estimate")}
+                        for key, v in sorted(result.get("verdicts", {}).get(model, {}).items())]
+            rows.append({"model": model, "reproduced": None if p is None or b is None else p - b,
+                         "verdicts": verdicts})
+        return {
+            "quantity": f"avg accuracy {prop} - {base} (points)",
+            "tasks": present,
+            "paper_same_tasks": paper_gap(present),
+            "paper_all_tasks": paper_gap(reported),
+            "paper_all_task_names": reported,
+            "rows": rows,
+        }
+
     # -- rows -------------------------------------------------------------------------
     def _task_row(self, claim_name, scale, model, method, task, missing, rs, paper, flat):  # type: ignore[no-untyped-def]
         row: dict[str, Any] = {"claim": claim_name, "scale": scale, "model": model, "method": method,
