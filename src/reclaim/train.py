@@ -31,6 +31,8 @@ from reclaim.io import read_jsonl, write_json
 from reclaim.metrics import compute
 from reclaim.models import ResolvedModel
 
+ROW_KEYS = ("text_a", "text_b", "label")  # what framings read from a canonical GLUE row
+
 
 @dataclass
 class TrackingConfig:
@@ -141,8 +143,9 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    train_rows = subsample(read_jsonl(train_path), dcfg["max_train_examples"], dcfg["subsample_seed"])
-    dev_rows = subsample(read_jsonl(dev_path), dcfg["max_eval_examples"], dcfg["subsample_seed"])
+    train_rows = subsample(read_jsonl(train_path, ROW_KEYS), dcfg["max_train_examples"],
+                           dcfg["subsample_seed"])
+    dev_rows = subsample(read_jsonl(dev_path, ROW_KEYS), dcfg["max_eval_examples"], dcfg["subsample_seed"])
     train_items = framing.encode(tok, task, train_rows, tcfg["max_length"])
     dev_items = framing.encode(tok, task, dev_rows, tcfg["max_length"])
     prep_s = time.perf_counter() - t0

@@ -27,8 +27,13 @@ rule train:
         mem_mb=lambda wc: scale_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: scale_resources(wc, "runtime_min", 60),
         gpu=lambda wc: scale_resources(wc, "gpu", 0),
+        # A resource, not a param: how often a job checkpoints does not change its result,
+        # and Snakemake's rerun triggers (params, input, code, mtime) do not look at
+        # resources, so changing the interval reruns no finished job.
+        checkpoint_every=config.get("checkpoint", {}).get("every_steps", 0),
     shell:
         "{PY} -m reclaim train --spec {params.spec:q} --model {params.model:q}"
         " --train {input.train:q} --dev {input.dev:q} --out {output.result:q}"
         " --scale {params.scale} --threads {threads} --tracking-uri {params.tracking_uri:q}"
-        " --experiment {params.experiment:q} --log-every {params.log_every} 2>&1 | tee {log:q}"
+        " --experiment {params.experiment:q} --log-every {params.log_every}"
+        " --checkpoint-every {resources.checkpoint_every} 2>&1 | tee {log:q}"

@@ -96,13 +96,22 @@ def read_classic(glue_dir: str | os.PathLike[str], task: str, split: str) -> lis
     if not path.is_file():
         raise MissingTaskData(f"{task}: {path} not found")
     reader = _READERS[task]
+    min_cols = _MIN_COLUMNS[task]
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        lines = fh.read().split("\n")
-    for lineno, line in enumerate(lines, 1):
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # e.g. a file cut in the middle of a character
+        lineno = raw[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         fields = line.split("\t")
+        if len(fields) < min_cols:
+            raise ValueError(f"{path}:{lineno}: malformed {task} row: expected {min_cols} "
+                             f"tab-separated columns, got {len(fields)} (truncated or half-written file?)")
         try:
             row = reader(fields, lineno)
         except (IndexError, ValueError) as exc:
@@ -119,7 +128,7 @@ def _label(task: str, value: str) -> int:
     names = TASKS[task].label_names
     value = value.strip()
     if value not in names:
-        raise ValueError(f"label {value!r} not in {names}")
+        raise ValueError(f"bad label {value!r} (expected one of {', '.join(names)})")
     return names.index(value)
 
 
@@ -154,6 +163,8 @@ def _mnli(f: list[str], lineno: int) -> dict[str, Any] | None:
 
 
 _READERS = {"sst2": _sst2, "cola": _cola, "mrpc": _mrpc, "qnli": _qnli, "mnli": _mnli}
+# Columns every row (header included) has in the classic files; fewer means a cut-off row.
+_MIN_COLUMNS = {"sst2": 2, "cola": 4, "mrpc": 5, "qnli": 4, "mnli": 12}
 
 
 def read_hub(dataset: str, task: str, split: str) -> list[dict[str, Any]]:
