@@ -11,9 +11,18 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-configfile: os.path.join(workflow.basedir, "params.yaml")
-
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+
+# Snakemake's own error for an unparsable config file names neither the file nor the line;
+# parse params.yaml first so that a half-edited one fails with "params.yaml: ... line N".
+from reclaim.config import ConfigError, load_yaml
+
+try:
+    load_yaml(os.path.join(workflow.basedir, "params.yaml"))
+except ConfigError as exc:
+    sys.exit(f"reclaim: {exc}")
+
+configfile: os.path.join(workflow.basedir, "params.yaml")
 
 
 report: "workflow/report/workflow.rst"
