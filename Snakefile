@@ -32,6 +32,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/artifacts.smk"
 
 
 rule all:

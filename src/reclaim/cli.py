@@ -115,6 +115,40 @@ def _cmd_init_tracking(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diff(a: argparse.Namespace) -> int:
+    """What moved between two revisions; 2 for an unknown revision or claim."""
+    from reclaim.diff import DiffError, diff, render
+
+    try:
+        d = diff(a.repo, a.rev_a, a.rev_b, claim=a.claim, tol=a.tol)
+    except DiffError as exc:
+        print(f"reclaim diff: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(d.to_json(), indent=2) if a.json else render(d, markdown=a.markdown))
+    return 0
+
+
+def _cmd_runs(a: argparse.Namespace) -> int:
+    """MLflow training runs of one commit, or two commits compared job by job."""
+    from reclaim.runs import RunsError, full_commit, render_compare, render_runs, search
+    from reclaim.tracking import tracking_uri
+
+    uri = tracking_uri(a.tracking_uri)
+    try:
+        commits = [full_commit(a.repo, c) for c in a.commit]
+        found = [search(uri, a.experiment, c, a.claim) for c in commits]
+    except RunsError as exc:
+        print(f"reclaim runs: {exc}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(dict(zip(commits, found, strict=True)), indent=2))
+    elif len(commits) == 1:
+        print(render_runs(commits[0], found[0]))
+    else:
+        print(render_compare(commits[0], commits[1], found[0], found[1]))
+    return 0
+
+
 def _cmd_claims_md(a: argparse.Namespace) -> int:
     """results/claims.md (and its HTML twin for the report) from the claims' result JSONs."""
     from reclaim.config import load
@@ -222,6 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", nargs="*", default=None)
     s.add_argument("--models-dir", default="", help="models live in <dir>/<name> on the target machine")
     s.set_defaults(fn=_cmd_jobs)
+
+    s = sub.add_parser("diff", help="what moved between two revisions: metrics and verdicts")
+    s.add_argument("rev_a", nargs="?", default="HEAD~1", help="git revision (default HEAD~1)")
+    s.add_argument("rev_b", nargs="?", default="workspace",
+                   help="git revision, or 'workspace' for the files on disk (default)")
+    s.add_argument("--claim", default=None)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--markdown", action="store_true")
+    s.add_argument("--tol", type=float, default=1e-9, help="smaller differences count as unchanged")
+    s.add_argument("--repo", default=".")
+    s.set_defaults(fn=_cmd_diff)
+
+    s = sub.add_parser("runs", help="MLflow training runs of a commit (two --commit: compare)")
+    s.add_argument("--commit", action="append", required=True, help="git revision; give twice to compare")
+    s.add_argument("--claim", default=None)
+    s.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    s.add_argument("--experiment", default="reclaim")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--repo", default=".")
+    s.set_defaults(fn=_cmd_runs)
 
     s = sub.add_parser("claims-md", help="write results/claims.md: every claim, paper vs reproduced")
     s.add_argument("--claims", default="", help="claims config JSON (default: read --params)")

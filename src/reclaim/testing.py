@@ -477,6 +477,7 @@ def copy_workflow(dest: Path, extra: Sequence[str] = ()) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for item in (*WORKFLOW_ITEMS, *extra):
         src = REPO_ROOT / item
+        (dest / item).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
         else:
