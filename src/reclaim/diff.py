@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from reclaim.reports import markdown_table, text_table
+
 WORKTREE = "workspace"
 RESULTS_DIR = "results"
 VERDICT_NUMBERS = ("estimate", "se", "lower", "upper")
@@ -204,7 +206,7 @@ def _short(rev: str, commit: str) -> str:
 
 
 def render(d: ClaimDiff, markdown: bool = False) -> str:
-    rows = [(c.claim, c.key if c.kind != "verdict" else c.key, _fmt(c.before), _fmt(c.after),
+    rows = [(c.claim, c.key, _fmt(c.before), _fmt(c.after),
              "FLIPPED" if c.kind == "verdict" else "CHANGED" if c.kind == "scale" else "")
             for c in d.verdict_flips]
     rows += [(c.claim, c.key, _fmt(c.before), _fmt(c.after),
@@ -212,18 +214,9 @@ def render(d: ClaimDiff, markdown: bool = False) -> str:
              for c in d.changes]
     head = ("claim", "metric", "before", "after", "change")
     title = f"reclaim diff: {_short(d.rev_a, d.commit_a)} -> {_short(d.rev_b, d.commit_b)}"
-    lines: list[str] = []
-    if markdown:
-        lines += [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-    else:
-        lines.append(title)
-        if rows:
-            widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
-            fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-            lines.append(fmt.format(*head))
-            lines.append(fmt.format(*("-" * w for w in widths)))
-            lines += [fmt.format(*r) for r in rows]
+    lines = [f"**{title}**", ""] if markdown else [title]
+    if rows or markdown:
+        lines.append((markdown_table if markdown else text_table)(head, rows).rstrip("\n"))
     if not rows:
         lines.append("nothing moved" if not d.missing else "no comparable results")
     for claim, revs in d.missing.items():
