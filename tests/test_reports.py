@@ -17,7 +17,7 @@ import yaml
 
 from reclaim import reports
 from reclaim.cli import main
-from reclaim.config import REPO_ROOT, load
+from reclaim.config import REPO_ROOT, load, load_yaml
 from reclaim.testing import copy_workflow, run_snakemake, tiny_claim_params, workflow_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -168,7 +168,8 @@ def test_show_claim_with_and_without_results(tmp_path, capsys) -> None:
 def test_show_unknown_claim_exits_2_with_one_line(capsys) -> None:
     rc, out, err = _cli(capsys, "show", "no_such_claim", "--params", str(REPO_ROOT / "params.yaml"))
     assert rc == 2 and out == ""
-    assert err.splitlines() == [f"reclaim show: unknown claim 'no_such_claim' (known: {CLAIM})"]
+    known = ", ".join(load_yaml(REPO_ROOT / "params.yaml")["claims"])
+    assert err.splitlines() == [f"reclaim show: unknown claim 'no_such_claim' (known: {known})"]
 
 
 # -- the Snakemake report, from a real tiny run ----------------------------------------------

@@ -59,7 +59,7 @@ def test_default_tasks_and_return_value(tmp_path: Path) -> None:
     assert write_glue_fixture(tmp_path) == tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CoLA", "MRPC", "SST-2"]
     with pytest.raises(ValueError, match="unknown fixture task"):
-        write_glue_fixture(tmp_path, tasks=("rte",))
+        write_glue_fixture(tmp_path, tasks=("ax",))
 
 
 def test_sst2_layout(glue_dir: Path) -> None:
@@ -125,6 +125,35 @@ def test_mnli_layout(glue_dir: Path) -> None:
             assert f[4].replace("(", "").replace(")", "").split() == f[8].split()
 
 
+def test_mnli_mismatched_layout(glue_dir: Path) -> None:
+    """mnli_mm shares MNLI/train.tsv and adds dev_mismatched.tsv, with other genres."""
+    matched = _lines(glue_dir / "MNLI" / "dev_matched.tsv")
+    mismatched = _lines(glue_dir / "MNLI" / "dev_mismatched.tsv")
+    assert mismatched[0] == matched[0]
+    genres = {line.split("\t")[3] for line in mismatched[1:-1]}
+    train_genres = {line.split("\t")[3] for line in _lines(glue_dir / "MNLI" / "train.tsv")[1:-1]}
+    assert genres and not genres & train_genres
+
+
+def test_new_task_layouts(glue_dir: Path) -> None:
+    heads = {"RTE": "index sentence1 sentence2 label",
+             "STS-B": "index genre filename year old_index source1 source2 sentence1 sentence2 score",
+             "QQP": "id qid1 qid2 question1 question2 is_duplicate",
+             "WNLI": "index sentence1 sentence2 label"}
+    labels = {"RTE": {"entailment", "not_entailment"}, "QQP": {"0", "1"}, "WNLI": {"0", "1"}}
+    for dir_name, head in heads.items():
+        for name in ("train.tsv", "dev.tsv"):
+            lines = _lines(glue_dir / dir_name / name)
+            assert lines[0].split("\t") == head.split() and lines[-1] == ""
+            for line in lines[1:-1]:
+                f = line.split("\t")
+                assert len(f) == len(head.split())
+                if dir_name == "STS-B":
+                    assert re.fullmatch(r"\d\.\d{3}", f[-1]) and 0 <= float(f[-1]) <= 5
+                else:
+                    assert f[-1] in labels[dir_name]
+
+
 @pytest.mark.parametrize("task", GLUE_FIXTURE_TASKS)
 def test_production_reader_parses_fixture(glue_dir: Path, task: str) -> None:
     for split, n in (("train", 48), ("dev", 24)):
@@ -132,6 +161,11 @@ def test_production_reader_parses_fixture(glue_dir: Path, task: str) -> None:
         assert len(rows) == n
         assert all(r["text_a"] and (r["text_b"] is None) == (TASKS[task].text_b_name is None)
                    for r in rows)
+        if TASKS[task].is_regression:  # scores spread over [0, 5]
+            scores = [r["label"] for r in rows]
+            assert all(isinstance(y, float) and 0 <= y <= 5 for y in scores)
+            assert min(scores) < 1 and max(scores) > 4
+            continue
         # balanced: every class present, counts differ by at most one
         counts = Counter(r["label"] for r in rows)
         assert sorted(counts) == list(range(TASKS[task].num_labels))
@@ -185,13 +219,26 @@ def _perceptron_accuracy(train: list[dict], dev: list[dict], epochs: int = 10) -
     return sum(predict(summed, _features(r)) == r["label"] for r in dev) / len(dev)
 
 
-@pytest.mark.parametrize("task", GLUE_FIXTURE_TASKS)
+CLASSIFICATION_TASKS = [t for t in GLUE_FIXTURE_TASKS if not TASKS[t].is_regression]
+
+
+@pytest.mark.parametrize("task", CLASSIFICATION_TASKS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_labels_are_learnable_from_words(tmp_path: Path, task: str, seed: int) -> None:
     """A bag-of-words learner, not told the generator's word lists, generalises to dev."""
     write_glue_fixture(tmp_path, tasks=(task,), n_train=240, n_dev=60, seed=seed)
     train, dev = (read_classic(tmp_path, task, s) for s in SPLITS)
     assert _perceptron_accuracy(train, dev) > 0.8
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stsb_score_follows_word_overlap(tmp_path: Path, seed: int) -> None:
+    from scipy.stats import spearmanr
+
+    write_glue_fixture(tmp_path, tasks=("stsb",), n_train=240, n_dev=60, seed=seed)
+    rows = [r for s in SPLITS for r in read_classic(tmp_path, "stsb", s)]
+    rho = spearmanr([len(_shared(r)) for r in rows], [r["label"] for r in rows])[0]
+    assert rho > 0.8
 
 
 GOOD = {"good", "great", "excellent", "wonderful", "lovely", "brilliant"}
@@ -208,10 +255,15 @@ RULES = {  # the word patterns each task's labels are meant to follow
     "qnli": lambda r: int(not _shared(r)),  # 0 = entailment
     "mnli": lambda r: (2 if NEGATION & set(_words(r["text_b"]))
                        else 1 if EXTRA_INFO & set(_words(r["text_b"])) else 0),
+    "rte": lambda r: int(bool((NEGATION | {"instead"}) & set(_words(r["text_b"])))
+                         or len(_shared(r)) < 3),  # 1 = not_entailment
+    "qqp": lambda r: int(len(_shared(r) - {"what", "who", "does"}) >= 2),
+    "wnli": lambda r: int(len(_shared(r)) >= 3),  # sentence2 names sentence1's object
 }
+RULES["mnli_mm"] = RULES["mnli"]
 
 
-@pytest.mark.parametrize("task", GLUE_FIXTURE_TASKS)
+@pytest.mark.parametrize("task", CLASSIFICATION_TASKS)
 def test_simple_word_rule_predicts_labels(glue_dir: Path, task: str) -> None:
     rows = [r for split in SPLITS for r in read_classic(glue_dir, task, split)]
     assert sum(RULES[task](r) == r["label"] for r in rows) / len(rows) > 0.8
@@ -239,7 +291,8 @@ def test_tokenizer_covers_fixture_texts_and_prompts(glue_dir: Path, kind: str) -
         t = TASKS[task]
         for split in SPLITS:
             for r in read_classic(glue_dir, task, split):
-                texts += [t.prompt(r["text_a"], r["text_b"]) + t.label_words[r["label"]]]
+                word = "" if t.is_regression else t.label_words[r["label"]]
+                texts += [t.prompt(r["text_a"], r["text_b"]) + word]
     for ids in tok(texts, add_special_tokens=False)["input_ids"]:
         assert tok.unk_token_id not in ids
     # newlines are whitespace, ':' is its own token, 'not_entailment' stays whole

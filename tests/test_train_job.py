@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -95,3 +96,63 @@ def test_loraplus_gives_b_a_larger_learning_rate(tiny_models) -> None:
             kind = "B" if "lora_B" in names[id(prm)] else "A" if "lora_A" in names[id(prm)] else "other"
             lrs.setdefault(kind, set()).add(group["lr"])
     assert lrs["A"] == {1e-3} and lrs["B"] == {16e-3}
+
+
+# --- STS-B: regression through the encoder framing --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stsb_jsonl(tmp_path_factory):
+    from reclaim.data.glue import read_classic
+    from reclaim.testing import write_glue_fixture
+
+    glue = write_glue_fixture(tmp_path_factory.mktemp("stsb_glue"), tasks=("stsb",))
+    out = tmp_path_factory.mktemp("stsb_jsonl")
+    for split in ("train", "dev"):
+        write_jsonl(out / f"{split}.jsonl", read_classic(glue, "stsb", split))
+    return out
+
+
+@pytest.mark.parametrize("method", ["full_ft", "lora", "lora_ga"])
+def test_stsb_regression_trains_end_to_end(method, tiny_models, stsb_jsonl, tmp_path) -> None:
+    cfg = _cfg(tiny_models, "bert", "encoder_cls")
+    spec = make_spec(cfg, "lora_ga_glue", "tiny-bert", "stsb", method, 0)
+    loc = resolve("tiny-bert", cfg["models"]["tiny-bert"])
+    r = run_job(spec, stsb_jsonl / "train.jsonl", stsb_jsonl / "dev.jsonl",
+                tmp_path / spec["job_id"] / "result.json", loc, progress=False)
+    assert r["steps"] == 3 and all(math.isfinite(v) for v in r["losses"]) and r["n_eval"] == 12
+    assert set(r["metrics"]) == {"pearson", "spearman"}
+    assert all(-100 <= v <= 100 for v in r["metrics"].values())
+    assert json.loads((tmp_path / spec["job_id"] / "result.json").read_text())["metrics"] == r["metrics"]
+
+
+def test_encoder_regression_head_predicts_floats(tiny_models, stsb_jsonl) -> None:
+    import torch
+
+    from reclaim.data.glue import get_task
+    from reclaim.framings import get
+    from reclaim.io import read_jsonl
+
+    task, framing = get_task("stsb"), get("encoder_cls")
+    model, tok = framing.load(resolve("tiny-bert", {"framing": "encoder_cls",
+                                                    "local_dir": str(tiny_models["bert"])}), task)
+    assert model.config.num_labels == 1 and model.config.problem_type == "regression"
+    items = framing.encode(tok, task, read_jsonl(stsb_jsonl / "dev.jsonl")[:4], 48)
+    batch = framing.collate(tok, items)
+    assert batch["labels"].dtype == torch.float32
+    with torch.no_grad():
+        preds = framing.predict(model, batch)
+        loss = framing.loss(model, batch)
+    assert preds.shape == (4,) and preds.is_floating_point()
+    assert loss == pytest.approx(float(((preds - batch["labels"]) ** 2).mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("framing_name,kind", [("seq2seq", "t5"), ("causal_lm", "gpt2")])
+def test_label_word_framings_refuse_regression(framing_name, kind, tiny_models) -> None:
+    from reclaim.data.glue import get_task
+    from reclaim.framings import get
+
+    loc = resolve(f"tiny-{kind}", {"framing": framing_name, "local_dir": str(tiny_models[kind])})
+    with pytest.raises(ValueError, match=rf"task 'stsb' is a regression task; the '{framing_name}' "
+                                         r"framing scores label words"):
+        get(framing_name).load(loc, get_task("stsb"))

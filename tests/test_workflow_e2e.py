@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 from reclaim.testing import (
     TINY_FRAMINGS,
     copy_workflow,
+    planned_jobs,
     run_snakemake,
     tiny_claim_params,
     workflow_env,
@@ -28,17 +28,7 @@ def _snakemake(work: Path, *args: str, env: dict) -> subprocess.CompletedProcess
     return run_snakemake(work, *args, env=env)
 
 
-def _planned(out: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job a dry run lists."""
-    jobs = []
-    for block in re.split(r"\n(?=rule \w+:)", out):
-        m = re.match(r"rule (\w+):", block.strip())
-        if not m:
-            continue
-        wc = re.search(r"wildcards: (.*)", block)
-        pairs = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
-        jobs.append((m.group(1), pairs))
-    return jobs
+_planned = planned_jobs
 
 
 @pytest.fixture(scope="module")

@@ -37,10 +37,12 @@ def _cmd_fetch_models(a: argparse.Namespace) -> int:
 
 
 def _cmd_prepare_glue(a: argparse.Namespace) -> int:
+    from reclaim.data.example_ids import assign_ids
     from reclaim.data.glue import read_split
     from reclaim.io import write_jsonl
 
     rows = read_split(a.task, a.split, a.glue_dir or None, a.hub_dataset)
+    assign_ids(rows, [a.task, a.split], ["text_a", "text_b", "label"])
     write_jsonl(a.out, rows)
     print(f"{a.task}/{a.split}: {len(rows)} examples -> {a.out}")
     return 0
@@ -61,23 +63,57 @@ def _cmd_train(a: argparse.Namespace) -> int:
         tracking = TrackingConfig(tracking_uri(a.tracking_uri), a.experiment, a.log_every, tags)
     result = run_job(spec, a.train, a.dev, a.out, ResolvedModel(**json.loads(a.model)),
                      tracking=tracking, device=a.device, threads=a.threads,
-                     progress=not a.no_progress, checkpoint_every=a.checkpoint_every)
+                     progress=not a.no_progress, checkpoint_every=a.checkpoint_every,
+                     subset_path=a.subset or None)
     m = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
     print(f"{spec['job_id']}: {m}; {result['timings']['train_examples_per_s']:.1f} ex/s on "
           f"{result['device']} ({time.perf_counter() - T_START:.1f}s in process)")
     return 0
 
 
+def _cmd_build_pool(a: argparse.Namespace) -> int:
+    from reclaim.data.pool_run import build_pool
+
+    return build_pool(a)
+
+
+def _cmd_score(a: argparse.Namespace) -> int:
+    from reclaim.select._run import score
+
+    return score(a)
+
+
+def _cmd_subset(a: argparse.Namespace) -> int:
+    from reclaim.select._run import subset
+
+    return subset(a)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from reclaim.evaluate._run import evaluate
+
+    return evaluate(a)
+
+
 def _cmd_aggregate(a: argparse.Namespace) -> int:
     from reclaim import claims
     from reclaim.tracking import tag_runs, tracking_uri
 
-    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in a.results]
     claim = json.loads(a.claim_config)
-    out = claims.get(claim["aggregator"]).aggregate(
-        a.claim, claim, a.scale, a.tasks, json.loads(a.missing), results, a.csv, a.json, a.png)
-    if a.tracking_uri:
-        tag_runs(tracking_uri(a.tracking_uri), a.experiment, [r["job_id"] for r in results], a.claim)
+    agg = claims.get(claim["aggregator"])
+    if getattr(agg, "takes_runs", False):  # arm-based claims: results keyed by (arm, seed, ...)
+        runs = json.loads(a.runs)
+        loaded = {p: json.loads(Path(p).read_text(encoding="utf-8")) for p in dict.fromkeys(r["path"] for r in runs)}
+        for r in runs:
+            r["result"] = loaded[r["path"]]
+        out = agg.aggregate_runs(a.claim, claim, a.scale, runs, a.csv, a.json, a.png)
+        job_ids: list[str] = []
+    else:
+        results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in a.results]
+        out = agg.aggregate(a.claim, claim, a.scale, a.tasks, json.loads(a.missing), results, a.csv, a.json, a.png)
+        job_ids = [r["job_id"] for r in results]
+    if a.tracking_uri and job_ids:
+        tag_runs(tracking_uri(a.tracking_uri), a.experiment, job_ids, a.claim)
     for model, vs in out["verdicts"].items():
         for key, v in vs.items():
             print(f"{a.claim} [{a.scale}, {model}] {key}: {v['verdict']} "
@@ -197,6 +233,12 @@ def _cmd_show(a: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--scale", default="")
+    s.add_argument("--tracking-uri", default="")
+    s.add_argument("--experiment", default="reclaim")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclaim", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -233,15 +275,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="write a resumable checkpoint every N optimizer steps (0: never)")
+    s.add_argument("--subset", default="", help="selection file (example_id, weight) to train on")
     s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("build-pool", help="build a text pool with a hidden in-domain share")
+    s.add_argument("--spec", required=True, help="pool job spec JSON (reclaim.plan.pool_job)")
+    s.add_argument("--glue", nargs="*", default=[], help="<task>/<split>=<jsonl> sources")
+    s.add_argument("--wikitext-dir", default="")
+    s.add_argument("--hub-wikitext", default="Salesforce/wikitext")
+    s.add_argument("--out-dir", required=True)
+    _stage_args(s)
+    s.set_defaults(fn=_cmd_build_pool)
+
+    s = sub.add_parser("score", help="score every example of a pool with a selector")
+    s.add_argument("--spec", required=True, help="score job spec JSON (reclaim.plan.select_jobs)")
+    s.add_argument("--pool", required=True)
+    s.add_argument("--target", default="")
+    s.add_argument("--limit", type=int, default=None, help="the training job's subsample of the pool")
+    s.add_argument("--model", default="", help="resolved model JSON, for selectors that score with a model")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--out", required=True)
+    _stage_args(s)
+    s.set_defaults(fn=_cmd_score)
+
+    s = sub.add_parser("subset", help="derive a subset (example_id, weight) from scores")
+    s.add_argument("--spec", required=True)
+    s.add_argument("--scores", required=True)
+    s.add_argument("--pool", required=True)
+    s.add_argument("--out", required=True)
+    _stage_args(s)
+    s.set_defaults(fn=_cmd_subset)
+
+    s = sub.add_parser("evaluate", help="run one evaluator on its inputs")
+    s.add_argument("--spec", required=True)
+    s.add_argument("--input", nargs="*", default=[], help="name=path (none for a simulation)")
+    s.add_argument("--out", required=True)
+    _stage_args(s)
+    s.set_defaults(fn=_cmd_evaluate)
 
     s = sub.add_parser("aggregate", help="compute a claim's table, verdicts and plot")
     s.add_argument("--claim", required=True)
     s.add_argument("--claim-config", required=True)
     s.add_argument("--scale", required=True)
-    s.add_argument("--tasks", nargs="+", required=True)
     s.add_argument("--missing", default="{}")
     s.add_argument("--results", nargs="*", default=[])
+    s.add_argument("--runs", default="[]", help="JSON list of {arm, seed, model, task, path}")
+    s.add_argument("--tasks", dest="tasks", nargs="*", default=[])
     s.add_argument("--csv", required=True)
     s.add_argument("--json", required=True)
     s.add_argument("--png", required=True)

@@ -75,7 +75,8 @@ def validate(cfg: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]
 
 
 def _check_references(cfg: dict[str, Any], source: str) -> None:
-    from reclaim import adapters, claims
+    from reclaim import adapters, claims, select
+    from reclaim.data import pools
     from reclaim.data.glue import TASKS
 
     for name, m in cfg["methods"].items():
@@ -86,9 +87,34 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
             adapters.get(m["adapter"]).make_params(m.get("params"))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: methods.{name}.params: {exc}") from None
+    for name, sel in cfg.get("selectors", {}).items():
+        if sel["selector"] not in select.names():
+            raise ConfigError(f"{source}: selectors.{name}.selector: unknown selector {sel['selector']!r} "
+                              f"(known: {', '.join(select.names())})")
+        try:
+            select.get(sel["selector"]).make_params(sel.get("params"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: selectors.{name}.params: {exc}") from None
+    for name, pool in cfg.get("pools", {}).items():
+        if pool["builder"] not in pools.names():
+            raise ConfigError(f"{source}: pools.{name}.builder: unknown pool builder {pool['builder']!r} "
+                              f"(known: {', '.join(pools.names())})")
+        builder = pools.get(pool["builder"])
+        try:
+            p = builder.Params(**pool["params"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: pools.{name}.params: {exc}") from None
+        for task, split in builder.glue_sources(p):
+            if task not in TASKS:
+                raise ConfigError(f"{source}: pools.{name}.params: unknown task {task!r} in '{task}/{split}' "
+                                  f"(known: {', '.join(TASKS)})")
+            if split not in TASKS[task].files:
+                raise ConfigError(f"{source}: pools.{name}.params: task {task} has no split {split!r} "
+                                  f"(known: {', '.join(TASKS[task].files)})")
     for cname, c in cfg["claims"].items():
         where = f"{source}: claims.{cname}"
-        for i, meth in enumerate(c["methods"]):
+        _check_arms(cfg, cname, c, where)
+        for i, meth in enumerate(c.get("methods", [])):
             if meth not in cfg["methods"]:
                 raise ConfigError(f"{where}.methods[{i}]: unknown method {meth!r} "
                                   f"(defined under methods: {', '.join(cfg['methods'])})")
@@ -96,19 +122,93 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
             raise ConfigError(f"{where}.aggregator: unknown aggregator {c['aggregator']!r} "
                               f"(known: {', '.join(claims.names())})")
         for meth in c.get("paper_results", {}):
-            if meth not in cfg["methods"]:
-                raise ConfigError(f"{where}.paper_results.{meth}: unknown method {meth!r}")
+            known = c["arms"] if "arms" in c else cfg["methods"]
+            if meth not in known:
+                raise ConfigError(f"{where}.paper_results.{meth}: unknown {'arm' if 'arms' in c else 'method'} "
+                                  f"{meth!r}")
         for sname, s in c["scales"].items():
-            for i, model in enumerate(s["models"]):
+            for i, model in enumerate(s.get("models", [])):
                 if model not in cfg["models"]:
                     raise ConfigError(f"{where}.scales.{sname}.models[{i}]: unknown model {model!r}")
-            for i, task in enumerate(s["tasks"]):
+            for arm in s.get("seeds_by_arm", {}):
+                if arm not in c.get("arms", {}):
+                    raise ConfigError(f"{where}.scales.{sname}.seeds_by_arm.{arm}: not an arm of the claim "
+                                      f"(arms: {', '.join(c.get('arms', {})) or 'none'})")
+            if s.get("pool") and s["pool"] not in cfg.get("pools", {}):
+                raise ConfigError(f"{where}.scales.{sname}.pool: unknown pool {s['pool']!r} "
+                                  f"(defined under pools: {', '.join(cfg.get('pools', {})) or 'none'})")
+            for i, task in enumerate(s.get("tasks", [])):
                 if task not in TASKS:
                     raise ConfigError(f"{where}.scales.{sname}.tasks[{i}]: unknown task {task!r} "
                                       f"(known: {', '.join(TASKS)})")
         if cfg["scale"] not in c["scales"]:
             raise ConfigError(f"{where}.scales: no settings for the selected scale {cfg['scale']!r}")
-        claims.get(c["aggregator"]).check_config(c, f"{where}")
+        try:
+            claims.get(c["aggregator"]).check_config(c, f"{where}")
+        except ValueError as exc:  # an aggregator's own check: reported like every other key
+            raise ConfigError(str(exc)) from None
+
+
+def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) -> None:
+    """Every step names something that exists and has valid parameters, and every arm can
+    get the data its steps need at every scale."""
+    from reclaim import evaluate, select
+    from reclaim.select.subsets import SubsetParams
+
+    for arm, steps in c.get("arms", {}).items():
+        stages = []
+        for i, step in enumerate(steps):
+            (stage, body), = step.items()
+            at = f"{where}.arms.{arm}[{i}].{stage}"
+            stages.append(stage)
+            if stage == "select":
+                name = body["selector"]
+                if name not in cfg.get("selectors", {}):
+                    raise ConfigError(f"{at}.selector: unknown selector {name!r} "
+                                      f"(defined under selectors: {', '.join(cfg.get('selectors', {})) or 'none'})")
+                try:
+                    SubsetParams(kind=body["subset"], budget=body["budget"], offset=body.get("offset", 0.0),
+                                 stratify_by=body.get("stratify_by"))
+                except ValueError as exc:
+                    raise ConfigError(f"{at}: {exc}") from None
+                sel = select.get(cfg["selectors"][name]["selector"])
+                for sname, s in c["scales"].items():
+                    if not s.get("pool") and not s.get("tasks"):
+                        raise ConfigError(f"{where}.scales.{sname}: arm {arm!r} selects data but the scale "
+                                          "names neither a pool nor tasks to select from")
+                    if sel.needs_target and not s.get("pool"):
+                        raise ConfigError(f"{at}.selector: {name!r} needs a target sample, which only a "
+                                          f"pool provides (claims.{cname}.scales.{sname}.pool)")
+            elif stage == "train":
+                if body["method"] not in cfg["methods"]:
+                    raise ConfigError(f"{at}.method: unknown method {body['method']!r} "
+                                      f"(defined under methods: {', '.join(cfg['methods'])})")
+                if "reweighting" in body:
+                    from reclaim import reweight
+
+                    try:
+                        reweight.resolve(body["reweighting"])
+                    except (TypeError, ValueError) as exc:
+                        raise ConfigError(f"{at}.reweighting: {exc}") from None
+                for sname, s in c["scales"].items():
+                    if not s.get("models") or not s.get("tasks"):
+                        raise ConfigError(f"{where}.scales.{sname}: arm {arm!r} trains, so the scale needs "
+                                          "models and tasks")
+            elif stage == "evaluate":
+                if body["evaluator"] not in evaluate.names():
+                    raise ConfigError(f"{at}.evaluator: unknown evaluator {body['evaluator']!r} "
+                                      f"(known: {', '.join(evaluate.names())})")
+                try:
+                    evaluate.get(body["evaluator"]).make_params(body.get("params"))
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"{at}.params: {exc}") from None
+        needs_model = [st["select"]["selector"] for st in steps if "select" in st
+                       and select.get(cfg["selectors"][st["select"]["selector"]]["selector"]).needs_model]
+        if needs_model and "train" not in stages:
+            raise ConfigError(f"{where}.arms.{arm}: selector {needs_model[0]!r} scores with a model, so the "
+                              "arm must train (its train step's (model, task) context gives the model)")
+        if "train" in stages and "select" in stages and stages.index("select") > stages.index("train"):
+            raise ConfigError(f"{where}.arms.{arm}: a select step after train has nothing to select for")
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ job, and changing one method's parameter changes only that method's job paths.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -16,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reclaim import adapters
+from reclaim import adapters, reweight
 
 SRC_DIR = Path(__file__).resolve().parents[1]  # .../src
 RUNS_DIR = "results/runs"
@@ -46,7 +45,11 @@ def model_identity(cfg: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: str, seed: int,
-              scale: str | None = None) -> dict[str, Any]:
+              scale: str | None = None, selection: dict[str, Any] | None = None,
+              reweighting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``selection``: {"id": subset job id, "weight_mode"} when the arm trains on a selection;
+    ``reweighting``: the train step's {strategy, r, burn_in} (reclaim.reweight). Each enters the
+    spec (and so the hash) only when present, so plain jobs keep their ids."""
     s = scale_settings(cfg, claim, scale)
     m = cfg["methods"][method]
     train = {**cfg["train_defaults"], **s.get("train", {}), **m.get("train", {})}
@@ -63,6 +66,10 @@ def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: st
         "method": {"name": method, "adapter": m["adapter"], "params": _plain(dataclasses.asdict(params))},
         "seed": int(seed),
     }
+    if selection is not None:
+        spec["selection"] = dict(selection)
+    if reweighting is not None:
+        spec["reweighting"] = reweight.resolve(reweighting)
     spec["cfg"] = spec_hash(spec)
     spec["job_id"] = f"{model}/{task}/{method}/{spec['cfg']}/seed{seed}"
     return spec
@@ -106,26 +113,14 @@ def code_closure(entry_modules: list[str]) -> list[str]:
     """Source files of ``entry_modules`` and every reclaim module they import (function-level
     imports included), found by reading the AST: the files a rule declares as inputs so that
     editing one reruns exactly the jobs that execute it."""
-    seen: set[str] = set()
-    todo = list(entry_modules)
-    while todo:
-        mod = todo.pop()
-        if mod in seen or not module_file(mod).is_file():
-            continue
-        seen.add(mod)
-        parts = mod.split(".")
-        for i in range(1, len(parts)):  # importing a.b.c runs a/__init__ and a/b/__init__
-            todo.append(".".join(parts[:i]))
-        tree = ast.parse(module_file(mod).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                todo.extend(a.name for a in node.names if a.name.split(".")[0] == "reclaim")
-            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "reclaim":
-                todo.append(node.module)
-                todo.extend(f"{node.module}.{a.name}" for a in node.names)
-    return sorted(str(module_file(m)) for m in seen)
+    # Rules call this once per job: each file is parsed once per process and each closure
+    # reused until one of its files changes (mtime, size, inode), see reclaim.code_deps.
+    from reclaim import code_deps
+
+    return code_deps.closure(entry_modules, module_file)
 
 
 def train_code(spec: dict[str, Any]) -> list[str]:
+    strategy = [f"reclaim.reweight.{spec['reweighting']['strategy']}"] if spec.get("reweighting") else []
     return code_closure(["reclaim.train", f"reclaim.adapters.{spec['method']['adapter']}",
-                         f"reclaim.framings.{spec['model']['framing']}"])
+                         f"reclaim.framings.{spec['model']['framing']}", *strategy])

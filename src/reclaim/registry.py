@@ -6,6 +6,7 @@ a file, never editing a switch."""
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +20,10 @@ class ModuleRegistry:
         return sorted(p.stem for p in self.directory.glob("*.py") if not p.stem.startswith("_"))
 
     def module(self, name: str) -> ModuleType:
+        # Already imported: no directory listing (the DAG asks once per job).
+        loaded = sys.modules.get(f"{self.package}.{name}")
+        if loaded is not None and not name.startswith("_") and "." not in name:
+            return loaded
         if name not in self.names():
             raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
         return importlib.import_module(f"{self.package}.{name}")

@@ -152,7 +152,8 @@ def _legend(claims_cfg: Mapping[str, Any], results: Mapping[str, Any]) -> list[s
     for name, c in claims_cfg.items():
         h = headline(c, results.get(name))
         if h["rows"]:
-            keys = "; ".join(f"({v['id']}) {v['claim']}" for v in h["rows"][0]["verdicts"])
+            seen = {v["id"]: v["claim"] for row in h["rows"] for v in row["verdicts"]}  # every group's
+            keys = "; ".join(f"({i}) {text}" for i, text in sorted(seen.items()))
             lines.append(f"- `{name}` verdicts: {keys}.")
     return lines
 
@@ -248,11 +249,13 @@ def show_text(cfg: Mapping[str, Any], name: str, results_dir: str | Path) -> str
     c = cfg["claims"][name]
     res = load_result(Path(results_dir) / f"{name}.json")
     out = [f"{name}: {c['title']}", f"paper: {' '.join(c.get('paper', '').split())}",
-           f"target: {target(name)}   aggregator: {c['aggregator']}   methods: {', '.join(c['methods'])}",
+           f"target: {target(name)}   aggregator: {c['aggregator']}   "
+           + (f"methods: {', '.join(c['methods'])}" if "methods" in c else f"arms: {', '.join(c.get('arms', {}))}"),
            "scales:"]
     for sname, s in c["scales"].items():
-        out.append(f"  {sname}: models {', '.join(s['models'])}; tasks {', '.join(s['tasks'])}; "
-                   f"seeds {', '.join(map(str, s['seeds']))}")
+        data = f"pool {s['pool']}" if s.get("pool") else \
+            f"models {', '.join(s.get('models', []))}; tasks {', '.join(s.get('tasks', []))}"
+        out.append(f"  {sname}: {data}; seeds {', '.join(map(str, s['seeds']))}")
     paper = c.get("paper_results", {})
     if paper:
         tasks = list(dict.fromkeys(t for per in paper.values() for t in per))

@@ -60,17 +60,21 @@ _PROMPT_WORDS = [
     "classify", "the", "sentiment", "grammar", "paraphrase", "of", "text", ":", "result",
     "sentence", "sentence1", "sentence2", "question", "premise", "hypothesis",
 ]
+# Label words and prompt words of the tasks added later (QQP, STS-B), appended last so the
+# earlier words keep their token ids.
+_MORE_TASK_WORDS = ["not_duplicate", "duplicate", "question1", "question2", "similarity"]
 
 FIXTURE_VOCAB: list[str] = list(
     dict.fromkeys(
         _DETS + _NOUNS + [v for pair in _VERBS for v in pair] + _ADJECTIVES + _ADVERBS
         + _FILLER + _NEGATION + _EXTRA_INFO + _QUESTION + _PUNCTUATION + _LABEL_WORDS
-        + _PROMPT_WORDS
+        + _PROMPT_WORDS + _MORE_TASK_WORDS
     )
 )
 """Every token a fixture text or a text-to-text prompt/target can contain (lower case)."""
 
-GLUE_FIXTURE_TASKS = ("sst2", "cola", "mrpc", "qnli", "mnli")
+GLUE_FIXTURE_TASKS = ("sst2", "cola", "mrpc", "qnli", "mnli", "mnli_mm", "rte", "stsb", "qqp",
+                      "wnli")
 
 # --------------------------------------------------------------------------------------------
 # GLUE fixture
@@ -194,6 +198,8 @@ def _qnli_rows(rng: random.Random, n: int) -> list[list[str]]:
 
 _MNLI_LABELS = ("entailment", "neutral", "contradiction")
 _MNLI_GENRES = ["fiction", "government", "slate", "telephone", "travel"]
+# dev_mismatched.tsv: genres that train.tsv does not have
+_MNLI_MM_GENRES = ["facetoface", "letters", "nineeleven", "oup", "verbatim"]
 
 
 def _binary_parse(words: list[str]) -> str:
@@ -221,8 +227,9 @@ def _parse(words: list[str]) -> str:
     return "(ROOT (S " + " ".join(f"({tag(w)} {w})" for w in words) + "))"
 
 
-def _mnli_rows(rng: random.Random, n: int, dev: bool) -> list[list[str]]:
-    # dev_matched.tsv carries five annotator labels; train.tsv only label1. gold_label is last.
+def _mnli_rows(rng: random.Random, n: int, dev: bool,
+               genres: Sequence[str] = _MNLI_GENRES) -> list[list[str]]:
+    # the dev files carry five annotator labels; train.tsv only label1. gold_label is last.
     label_cols = ["label1", "label2", "label3", "label4", "label5"] if dev else ["label1"]
     rows = [["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
              "sentence2_binary_parse", "sentence1_parse", "sentence2_parse", "sentence1",
@@ -254,9 +261,102 @@ def _mnli_rows(rng: random.Random, n: int, dev: bool) -> list[list[str]]:
         if dev and rng.random() < 0.3:  # a dissenting annotator, as in the real dev set
             annot[rng.randrange(1, len(annot))] = rng.choice(_MNLI_LABELS)
         prompt_id = rng.randrange(10_000, 150_000)
-        rows.append([str(i), str(prompt_id), f"{prompt_id}{gold[0]}", rng.choice(_MNLI_GENRES),
+        rows.append([str(i), str(prompt_id), f"{prompt_id}{gold[0]}", rng.choice(genres),
                      _binary_parse(premise), _binary_parse(hyp), _parse(premise), _parse(hyp),
                      " ".join(premise), " ".join(hyp), *annot, gold])
+    return rows
+
+
+def _capitalised(words: list[str]) -> str:
+    text = " ".join(words)
+    return text[0].upper() + text[1:]
+
+
+def _rte_rows(rng: random.Random, n: int) -> list[list[str]]:
+    rows = [["index", "sentence1", "sentence2", "label"]]
+    for i, y in enumerate(_balanced_labels(rng, n, 2)):
+        subj, (v3, bare), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        s1 = _clause(rng, subj, v3, obj, pp=False) + ["."]
+        det1, det2 = rng.choice(_DETS), rng.choice(_DETS)
+        if y == 0:  # entailment: a sub-statement of sentence1
+            s2 = [det1, subj, v3, det2, obj]
+        else:  # not_entailment: negated, or about another object (most with a cue word)
+            form = rng.randrange(3)
+            if form == 0:
+                s2 = [det1, subj, "never", v3, det2, obj]
+            elif form == 1:
+                s2 = [det1, subj, "does", "not", bare, det2, obj]
+            else:
+                s2 = [det1, subj, v3, det2, _pick_other(rng, _OBJECTS, obj)]
+                if rng.random() < _PAIR_CUE_RATE:
+                    s2.insert(2, "instead")
+        rows.append([str(i), _capitalised(s1), _capitalised(s2 + ["."]),
+                     ("entailment", "not_entailment")[y]])
+    return rows
+
+
+_STSB_SOURCES = [("main-captions", "MSRvid", "2012test"), ("main-news", "headlines", "2013"),
+                 ("main-forums", "deft-forum", "2014")]
+
+
+def _stsb_rows(rng: random.Random, n: int) -> list[list[str]]:
+    """The score grows with how many of subject, verb and object the pair shares (0-3)."""
+    rows = [["index", "genre", "filename", "year", "old_index", "source1", "source2",
+             "sentence1", "sentence2", "score"]]
+    for i, shared in enumerate(_balanced_labels(rng, n, 4)):
+        subj, (v3, _), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        s1 = _clause(rng, subj, v3, obj, pp=False) + ["."]
+        keep = set(rng.sample(["subj", "verb", "obj"], shared))
+        s2 = [rng.choice(_DETS),
+              subj if "subj" in keep else _pick_other(rng, _SUBJECTS, subj),
+              v3 if "verb" in keep else _pick_other(rng, [v for v, _ in _VERBS], v3),
+              rng.choice(_DETS),
+              obj if "obj" in keep else _pick_other(rng, _OBJECTS, obj), "."]
+        score = min(5.0, max(0.0, 5.0 * shared / 3 + rng.uniform(-0.4, 0.4)))
+        genre, filename, year = rng.choice(_STSB_SOURCES)
+        rows.append([str(i), genre, filename, year, f"{rng.randrange(1, 1500):04d}", "none",
+                     "none", _capitalised(s1), _capitalised(s2), f"{score:.3f}"])
+    return rows
+
+
+def _qqp_rows(rng: random.Random, n: int) -> list[list[str]]:
+    rows = [["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]]
+    for y in _balanced_labels(rng, n, 2):
+        subj, (v3, bare), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        adv = [rng.choice(_ADVERBS)] if rng.random() < 0.5 else []
+        other_v3, other_bare = rng.choice([v for v in _VERBS if v[0] != v3])
+        if rng.random() < 0.5:  # "what does the man see?"
+            q1 = ["what", "does", rng.choice(_DETS), subj, bare]
+            if y:  # duplicate: the same question reworded
+                q2 = ["what", "does", rng.choice(_DETS), subj, *adv, bare]
+            else:
+                q2 = ["what", "does", rng.choice(_DETS), _pick_other(rng, _SUBJECTS, subj),
+                      other_bare]
+        else:  # "who reads the book?"
+            q1 = ["who", v3, rng.choice(_DETS), obj]
+            if y:
+                q2 = ["who", *adv, v3, rng.choice(_DETS), obj]
+            else:
+                q2 = ["who", other_v3, rng.choice(_DETS), _pick_other(rng, _OBJECTS, obj)]
+        if not y and rng.random() < _PAIR_CUE_RATE:  # a lexical cue a tiny model picks up fast
+            q2.append(rng.choice(["today", "often"]))
+        qid1 = rng.randrange(1, 500_000)
+        rows.append([str(rng.randrange(0, 400_000)), str(qid1), str(qid1 + 1),
+                     _capitalised(q1) + "?", _capitalised(q2) + "?", str(y)])
+    return rows
+
+
+def _wnli_rows(rng: random.Random, n: int) -> list[list[str]]:
+    """sentence1 has a pronoun ("it") for its object; sentence2 names the object (1,
+    entailment) or a noun sentence1 never mentions (0)."""
+    rows = [["index", "sentence1", "sentence2", "label"]]
+    for i, y in enumerate(_balanced_labels(rng, n, 2)):
+        subj, (v3, _), obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        be, adj = rng.choice(["is", "was"]), rng.choice(_ADJECTIVES)
+        s1 = [rng.choice(_DETS), subj, v3, rng.choice(_DETS), obj, "because", "it", be, adj, "."]
+        noun = obj if y else rng.choice([w for w in _NOUNS if w not in (subj, obj)])
+        s2 = [rng.choice(_DETS), noun, be, adj, "."]
+        rows.append([str(i), _capitalised(s1), _capitalised(s2), str(y)])
     return rows
 
 
@@ -267,7 +367,15 @@ _GLUE_LAYOUT = {
     "mrpc": ("MRPC", {"train.tsv": False, "dev.tsv": True}, True),
     "qnli": ("QNLI", {"train.tsv": False, "dev.tsv": True}, False),
     "mnli": ("MNLI", {"train.tsv": False, "dev_matched.tsv": True}, False),
+    "mnli_mm": ("MNLI", {"train.tsv": False, "dev_mismatched.tsv": True}, False),
+    "rte": ("RTE", {"train.tsv": False, "dev.tsv": True}, False),
+    "stsb": ("STS-B", {"train.tsv": False, "dev.tsv": True}, False),
+    "qqp": ("QQP", {"train.tsv": False, "dev.tsv": True}, False),
+    "wnli": ("WNLI", {"train.tsv": False, "dev.tsv": True}, False),
 }
+# Tasks sharing another's files draw them from its RNG, so a shared file (MNLI/train.tsv)
+# is the same whichever task writes it.
+_RNG_TASK = {"mnli_mm": "mnli"}
 
 
 def _task_rows(task: str, rng: random.Random, n: int, dev: bool) -> list[list[str]]:
@@ -279,7 +387,17 @@ def _task_rows(task: str, rng: random.Random, n: int, dev: bool) -> list[list[st
         return _mrpc_rows(rng, n)
     if task == "qnli":
         return _qnli_rows(rng, n)
-    return _mnli_rows(rng, n, dev)
+    if task == "mnli":
+        return _mnli_rows(rng, n, dev)
+    if task == "mnli_mm":
+        return _mnli_rows(rng, n, dev, _MNLI_MM_GENRES if dev else _MNLI_GENRES)
+    if task == "rte":
+        return _rte_rows(rng, n)
+    if task == "stsb":
+        return _stsb_rows(rng, n)
+    if task == "qqp":
+        return _qqp_rows(rng, n)
+    return _wnli_rows(rng, n)
 
 
 def write_glue_fixture(
@@ -292,9 +410,11 @@ def write_glue_fixture(
     """Write a miniature GLUE directory in the classic ``<TASK>/{train,dev}.tsv`` layout.
 
     Each file reproduces its real counterpart's quirks (SST-2's header, CoLA's missing
-    header and 4 columns, MRPC's UTF-8 BOM, MNLI's parse columns with the label last), so
-    tests exercise the production reader. Each (task, split) draws from its own RNG seeded
-    from ``seed``, so adding a task never changes another task's files. Returns glue_dir.
+    header and 4 columns, MRPC's UTF-8 BOM, MNLI's parse columns with the label last,
+    STS-B's 10 columns with a float score, QQP's id columns), so tests exercise the
+    production reader. ``mnli_mm`` writes ``MNLI/{train,dev_mismatched}.tsv`` (train.tsv
+    identical to ``mnli``'s). Each file draws from its own RNG seeded from ``seed``, so
+    adding a task never changes another task's files. Returns glue_dir.
     """
     unknown = [t for t in tasks if t not in _GLUE_LAYOUT]
     if unknown:
@@ -304,7 +424,7 @@ def write_glue_fixture(
         dir_name, files, bom = _GLUE_LAYOUT[task]
         (glue_dir / dir_name).mkdir(parents=True, exist_ok=True)
         for file_name, dev in files.items():
-            rng = random.Random(f"reclaim-glue-fixture:{seed}:{task}:{file_name}")
+            rng = random.Random(f"reclaim-glue-fixture:{seed}:{_RNG_TASK.get(task, task)}:{file_name}")
             rows = _task_rows(task, rng, n_dev if dev else n_train, dev)
             text = "".join("\t".join(row) + "\n" for row in rows)
             with open(glue_dir / dir_name / file_name, "w", encoding="utf-8", newline="") as fh:
@@ -493,25 +613,52 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
     return {
         "models": {n: {"framing": TINY_FRAMINGS[n][1], "local_dir": str(tiny_models[TINY_FRAMINGS[n][0]])}
                    for n in models},
-        "claims": {"lora_ga_glue": {
-            "methods": list(methods),
-            "scales": {"smoke": {
-                "models": list(models), "tasks": list(tasks), "seeds": list(seeds),
+        # The selection claim's pool, sized for the miniature GLUE fixture (48 train rows a task).
+        "pools": {"dsir_text": {"builder": "text_pool", "params": {
+            "hidden": "sst2/train", "glue": ["cola/train", "mrpc/train"], "wikitext_splits": ["valid", "test"],
+            "chunk_words": 8, "target_size": 8, "heldout_size": 6}}},
+        # fewer k-means prototypes than the fixture's smallest training subsample
+        "selectors": {"prototypes": {"selector": "prototypes", "params": {"clusters": 4, "seed": 0}}},
+        "claims": {
+            "lora_ga_glue": {
+                "methods": list(methods),
+                "scales": {"smoke": {
+                    "models": list(models), "tasks": list(tasks), "seeds": list(seeds),
+                    "max_train_examples": max_train, "max_eval_examples": max_eval,
+                    "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                    "resources": {"threads": 1},
+                }},
+            },
+            # the data-pruning claim on the first tiny model and task (its selectors score with it)
+            "data_diet": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
                 "max_train_examples": max_train, "max_eval_examples": max_eval,
                 "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
                 "resources": {"threads": 1},
-            }},
-        }},
+            }}},
+            # the reweighting claim: fine-tuning arms on the first tiny model and task, with the
+            # flagship's settings (so its uniform arm is the flagship's full_ft job), toy arms
+            # on the same seeds
+            "loss_reweighting": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
+                "seeds_by_arm": {f"toy_{s}": list(seeds) for s in ("uniform", "linupper", "quadratic", "extremes")},
+                "max_train_examples": max_train, "max_eval_examples": max_eval,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "resources": {"threads": 1},
+            }}},
+        },
         "scale": "smoke",
     }
 
 
 def workflow_env(work: Path, glue_dir: Path) -> dict[str, str]:
-    """Environment for a Snakemake run in ``work``: its own src first, offline, no display."""
+    """Environment for a Snakemake run in ``work``: its own src first, offline, no display,
+    GLUE from ``glue_dir`` and a WikiText fixture written under ``work/fixtures``."""
     import os
 
+    wikitext = write_wikitext_fixture(Path(work) / "fixtures" / "wikitext-2")
     env = {**os.environ, "PYTHONPATH": str(Path(work) / "src"), "GLUE_DIR": str(glue_dir),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+           "WIKITEXT_DIR": str(wikitext), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
@@ -528,3 +675,41 @@ def run_snakemake(work: Path, *args: str, env: dict[str, str], configfile: str =
     if configfile:
         cmd += ["--configfile", str(work / configfile)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+_WIKI_TOPICS = ("river", "castle", "album", "storm", "railway", "senate", "comet", "festival")
+
+
+def write_wikitext_fixture(out_dir: Path, n_paragraphs: int = 12, seed: int = 0) -> Path:
+    """A miniature WikiText-2 raw directory (``valid.txt``, ``test.txt``): `` = Title = ``
+    headings, blank lines and encyclopaedic-looking paragraphs with ``@-@`` and ``<unk>``,
+    as in the real files, so the pool builder's heading and chunking rules are exercised."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in ("valid", "test"):
+        rng = random.Random(f"reclaim-wikitext-fixture:{seed}:{split}")
+        lines: list[str] = []
+        for i in range(n_paragraphs):
+            topic = rng.choice(_WIKI_TOPICS)
+            if i % 4 == 0:
+                lines += ["", f" = The {topic.capitalize()} of {rng.choice(_WIKI_TOPICS)} = ", ""]
+            words = [rng.choice(_WIKI_TOPICS + ("the", "was", "in", "built", "1 @-@ 2", "<unk>", "of", "by"))
+                     for _ in range(rng.randint(20, 40))]
+            lines.append(" " + " ".join(words) + " . ")
+        (out_dir / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def planned_jobs(out: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a ``snakemake -n`` run lists."""
+    import re
+
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block.strip())
+        if not m:
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        pairs = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), pairs))
+    return jobs

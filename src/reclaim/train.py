@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reclaim import adapters, checkpoint, framings
+from reclaim import adapters, checkpoint, framings, reweight
+from reclaim.data import selection
 from reclaim.data.glue import get_task
+from reclaim.data.selection import subsample
 from reclaim.io import read_jsonl, write_json
 from reclaim.metrics import compute
 from reclaim.models import ResolvedModel
@@ -49,14 +51,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def subsample(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:
-    """A fixed seeded subset, the same for every training seed (variance comes from training)."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    idx = sorted(random.Random(seed).sample(range(len(rows)), limit))
-    return [rows[i] for i in idx]
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -104,8 +98,10 @@ class _TermHandler:
 def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, out: str | Path,
             model_location: ResolvedModel, tracking: TrackingConfig | None = None,
             device: str = "auto", threads: int | None = None, progress: bool = True,
-            checkpoint_every: int = 0) -> dict[str, Any]:
+            checkpoint_every: int = 0, subset_path: str | Path | None = None) -> dict[str, Any]:
     """Train and evaluate one job described by ``spec`` (see reclaim.jobs); returns the result.
+
+    ``subset_path``: the selection (``example_id, weight``) a spec with ``selection`` trains on.
 
     ``checkpoint_every``: optimizer steps between checkpoints (0: none are written). A valid
     checkpoint of this job found at start is resumed whatever the interval.
@@ -114,13 +110,13 @@ def run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, 
         raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
     with _TermHandler() as term:
         return _run_job(spec, train_path, dev_path, out, model_location, tracking, device, threads,
-                        progress, checkpoint_every, term)
+                        progress, checkpoint_every, term, subset_path)
 
 
 def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path, out: str | Path,
              model_location: ResolvedModel, tracking: TrackingConfig | None, device: str,
              threads: int | None, progress: bool, checkpoint_every: int,
-             term: _TermHandler) -> dict[str, Any]:
+             term: _TermHandler, subset_path: str | Path | None = None) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
     from transformers import get_scheduler
@@ -135,6 +131,7 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     framing = framings.get(spec["model"]["framing"])
     adapter = adapters.get(mcfg["adapter"])
     params = adapter.make_params(mcfg["params"])
+    loss_hook = reweight.hook(spec.get("reweighting"), framing)  # the framing's mean loss unless reweighted
 
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -145,6 +142,11 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     t0 = time.perf_counter()
     train_rows = subsample(read_jsonl(train_path, ROW_KEYS), dcfg["max_train_examples"],
                            dcfg["subsample_seed"])
+    if spec.get("selection"):
+        if subset_path is None:
+            raise ValueError(f"{spec['job_id']}: the spec trains on selection {spec['selection']['id']} "
+                             "but no subset file was given")
+        train_rows = selection.apply(train_rows, subset_path, spec["selection"]["weight_mode"])
     dev_rows = subsample(read_jsonl(dev_path, ROW_KEYS), dcfg["max_eval_examples"], dcfg["subsample_seed"])
     train_items = framing.encode(tok, task, train_rows, tcfg["max_length"])
     dev_items = framing.encode(tok, task, dev_rows, tcfg["max_length"])
@@ -217,7 +219,7 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
         term.deferring = True
         while step < total_steps:
             for batch in batches(len(train_items), bs, seed * 1000 + epoch, start=pos):
-                loss = framing.loss(model, batch)
+                loss = loss_hook.loss(model, batch, step)
                 extra = adapter.extra_loss(model, params)
                 total_loss = loss if extra is None else loss + extra
                 total_loss.backward()
@@ -265,7 +267,7 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
 
         t0 = time.perf_counter()
         model.eval()
-        preds: list[int] = []
+        preds: list[float] = []  # class indices, or scores for a regression task (STS-B)
         with torch.inference_mode():
             eb = int(tcfg["eval_batch_size"])
             for i in range(0, len(dev_items), eb):
@@ -288,6 +290,7 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
             "device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
             "timings": timings, "adapter_files": saved, "model_location": model_location.kind,
             "pid": os.getpid(), "resumed_from_step": resumed_from,
+            "selection": spec.get("selection"), "reweighting": loss_hook.record(),
         }
         if tracker:
             tracker.finish({**{f"eval_{k}": v for k, v in metrics.items()},
@@ -323,19 +326,11 @@ def _close_interrupted_run(tracker: Any, run_id: str | None) -> None:
 
 def device_name(device: str) -> str:
     """What ran the job, in words, for results and tables (GPU model, or CPU model and count)."""
-    import os
-    import platform
 
     import torch
 
     if device == "cuda":
         return torch.cuda.get_device_name(0)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} logical CPUs)"
+    from reclaim.machine import cpu_name
+
+    return cpu_name()

@@ -1,7 +1,8 @@
-# Every training job of every claim at the selected scale (and the prepared data they read):
-# the target of the DVC `artifacts` stage, which caches results/runs and data/glue.
+# Every job of every claim at the selected scale (training results, pools, scores, subsets,
+# evaluations, and the prepared data they read): the target of the DVC `artifacts` stage,
+# which caches data/glue, data/pools, results/select, results/runs and results/evaluate.
 
 
 rule artifacts:
     input:
-        [result_path(spec) for spec in JOBS.values()],
+        [job.output for rule_jobs in PLAN.jobs.values() for job in rule_jobs.values()],

@@ -2,7 +2,13 @@
 
 
 def _claim_results(wildcards):
-    return [result_path(spec) for spec in CLAIM_JOBS[wildcards.claim]]
+    """The output that ends each arm's chain (a train result, an evaluation), in plan order."""
+    return list(dict.fromkeys(run.terminal.output for run in PLAN.runs[wildcards.claim]))
+
+
+def _claim_runs(wildcards):
+    return json.dumps([{"arm": r.arm, "seed": r.seed, "model": r.model, "task": r.task,
+                        "path": r.terminal.output} for r in PLAN.runs[wildcards.claim]])
 
 
 rule claim_table:
@@ -21,6 +27,7 @@ rule claim_table:
         scale=SCALE,
         tasks=lambda wc: " ".join(CLAIM_TASKS[wc.claim]),
         missing=lambda wc: json.dumps(MISSING[wc.claim], sort_keys=True),
+        runs=_claim_runs,
         tracking_uri=TRACKING_URI,
         experiment=EXPERIMENT,
     wildcard_constraints:
@@ -30,7 +37,7 @@ rule claim_table:
     shell:
         "{PY} -m reclaim aggregate --claim {wildcards.claim} --claim-config {params.claim:q}"
         " --scale {params.scale} --tasks {params.tasks} --missing {params.missing:q}"
-        " --results {input.results:q} --csv {output.csv:q} --json {output.json:q} --png {output.png:q}"
+        " --results {input.results:q} --runs {params.runs:q} --csv {output.csv:q} --json {output.json:q} --png {output.png:q}"
         " --tracking-uri {params.tracking_uri:q} --experiment {params.experiment:q}"
 
 

@@ -1,11 +1,13 @@
-# Stages 2-4 for fine-tuning claims: adapter/compression init, training, evaluation.
-# One job per (model, task, method, hyperparameter hash, seed); its path is its identity.
+# Stage 3 for fine-tuning claims: adapter init, training (on a selection when the arm has a
+# select step), evaluation on the dev split. One job per (model, task, method,
+# hyperparameters, selection, seed): the hash in its path is its identity (reclaim.plan).
 
 
 rule train:
     input:
         train="data/glue/{task}/train.jsonl",
         dev="data/glue/{task}/dev.jsonl",
+        subset=lambda wc: plan_job("train", job(wc)["job_id"]).inputs.get("subset", []),
         code=lambda wc: train_code(job(wc)),
     output:
         result="results/runs/{model}/{task}/{method}/{cfg}/seed{seed}/result.json",
@@ -36,4 +38,4 @@ rule train:
         " --train {input.train:q} --dev {input.dev:q} --out {output.result:q}"
         " --scale {params.scale} --threads {threads} --tracking-uri {params.tracking_uri:q}"
         " --experiment {params.experiment:q} --log-every {params.log_every}"
-        " --checkpoint-every {resources.checkpoint_every} 2>&1 | tee {log:q}"
+        " --checkpoint-every {resources.checkpoint_every} --subset={input.subset:q} 2>&1 | tee {log:q}"

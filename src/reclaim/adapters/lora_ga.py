@@ -5,7 +5,11 @@ version is kept as the separate method ``lora_ga_peft``.
 
 For each adapted weight W (m x n):
   1. G = mean over the first N training examples of dL/dW on the unadapted model;
-  2. U, S, V = svd(G) (randomised, q = 4r);
+  2. U, S, V = svd(G) (randomised, q = 4r, ``svd_niter`` subspace iterations; ``exact_svd``
+     for the full SVD), signs fixed by :mod:`reclaim.linalg`'s convention and the random test
+     matrix seeded with the run's seed, so every machine gets the same A0, B0. The convention
+     matters here: A0 takes v_1..v_r and B0 takes u_(r+1)..u_2r, so the backend's joint flip
+     of a pair (u_k, v_k) reaches only one factor and changes B0 A0 and the training after;
   3. A0 = V[:, :r]^T, B0 = U[:, r:2r], so that one step of LoRA, proportional to
      B0 B0^T G + G A0^T A0, is the best rank-2r approximation of the full step's direction;
   4. stable output: A0 and B0 each times m^(1/4) / sqrt(gamma);
@@ -30,6 +34,7 @@ from reclaim.adapters._lora import (
     lora_layers,
     weight_matrix,
 )
+from reclaim.linalg import svd_lowrank_signed, svd_signed
 
 
 @dataclass(frozen=True)
@@ -89,21 +94,25 @@ def _is_conv1d(module: Any) -> bool:
     return isinstance(module, Conv1D)
 
 
-def init_factors(grad: Any, r: int, gamma: float, niter: int, exact: bool) -> tuple[Any, Any]:
-    """A0 (r x n) and B0 (m x r) from the gradient's singular vectors, with the stable scale."""
+def init_factors(grad: Any, r: int, gamma: float, niter: int, exact: bool,
+                 seed: int = 0) -> tuple[Any, Any]:
+    """A0 (r x n) and B0 (m x r) from the gradient's singular vectors, with the stable scale
+    (arXiv 2407.05000, sec. 3.2-3.3). The SVD runs in float64 with reclaim.linalg's sign
+    convention (``seed`` seeds the randomised SVD's test matrix); the factors come back in
+    ``grad``'s dtype."""
     import torch
 
     m, n = grad.shape
     if 2 * r > min(m, n):
         raise ValueError(f"LoRA-GA needs 2r <= min(m, n); got r={r} for a {m}x{n} weight")
     if exact:
-        U, _, Vh = torch.linalg.svd(grad, full_matrices=False)
-        V = Vh.T
+        U, _, Vh = svd_signed(grad, dtype=torch.float64)
     else:
-        U, _, V = torch.svd_lowrank(grad, q=min(4 * r, m, n), niter=niter)
+        U, _, Vh = svd_lowrank_signed(grad, q=min(4 * r, m, n), niter=niter, seed=seed,
+                                      dtype=torch.float64)
     factor = m**0.25 / math.sqrt(gamma)
-    a0 = V[:, :r].T.contiguous() * factor
-    b0 = U[:, r:2 * r].contiguous() * factor
+    a0 = (Vh[:r] * factor).to(grad.dtype).contiguous()
+    b0 = (U[:, r:2 * r] * factor).to(grad.dtype).contiguous()
     return a0, b0
 
 
@@ -121,7 +130,7 @@ class LoraGAAdapter(ResidualLoraAdapter):
         with torch.no_grad():
             for name, layer in lora_layers(model).items():
                 a0, b0 = init_factors(grads.pop(name), params.r, params.gamma, params.svd_niter,
-                                      params.exact_svd)
+                                      params.exact_svd, seed=ctx.seed)
                 a_w, b_w = layer.lora_A["default"].weight, layer.lora_B["default"].weight
                 a_w.copy_(a0.to(a_w))
                 b_w.copy_(b0.to(b_w))

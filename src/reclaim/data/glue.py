@@ -3,13 +3,17 @@
 
 Every task is converted to one canonical JSONL row per example,
 ``{"idx", "text_a", "text_b", "label"}``, so framings and later data-selection stages never
-see the source format. Label words and prompt nouns are the LoRA-GA paper's text-to-text
-setup (arXiv 2407.05000, appendix on T5 experiments).
+see the source format. ``label`` is a class index, except for STS-B (regression), where it
+is the similarity score, a float in [0, 5]. Label words and prompt nouns are the LoRA-GA
+paper's text-to-text setup (arXiv 2407.05000, appendix on T5 experiments); for the tasks
+that paper does not run (RTE, STS-B, QQP, WNLI) the label words are T5's (arXiv 1910.10683).
+MNLI's mismatched dev set is its own task, ``mnli_mm``, trained on the same MNLI train set.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -31,10 +35,13 @@ class GlueTask:
     text_a_name: str
     text_b_name: str | None
     metrics: tuple[str, ...]
+    hub_config: str | None = None  # Hub config name when it is not ``name`` (mnli_mm)
+    is_regression: bool = False  # label is a float score (STS-B), no label names or words
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_words)
+        """Outputs of a classification head: one for a regression task."""
+        return 1 if self.is_regression else len(self.label_words)
 
     def prompt(self, text_a: str, text_b: str | None) -> str:
         """The paper's input template: 'classify the <noun> of the text: <s>\\nresult: '."""
@@ -65,6 +72,26 @@ TASKS: dict[str, GlueTask] = {
                  ("entailment", "neutral", "contradiction"),
                  ("entailment", "neutral", "contradiction"), "entailment", "premise",
                  "hypothesis", ("accuracy",)),
+        GlueTask("mnli_mm", "MNLI", {"train": "train.tsv", "dev": "dev_mismatched.tsv"},
+                 {"train": "train", "dev": "validation_mismatched"},
+                 ("entailment", "neutral", "contradiction"),
+                 ("entailment", "neutral", "contradiction"), "entailment", "premise",
+                 "hypothesis", ("accuracy",), hub_config="mnli"),
+        GlueTask("rte", "RTE", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("entailment", "not_entailment"),
+                 ("entailment", "not_entailment"), "entailment", "sentence1", "sentence2",
+                 ("accuracy",)),
+        GlueTask("stsb", "STS-B", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, (), (), "similarity", "sentence1",
+                 "sentence2", ("pearson", "spearman"), is_regression=True),
+        GlueTask("qqp", "QQP", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("0", "1"),
+                 ("not_duplicate", "duplicate"), "paraphrase", "question1", "question2",
+                 ("accuracy", "f1")),
+        GlueTask("wnli", "WNLI", {"train": "train.tsv", "dev": "dev.tsv"},
+                 {"train": "train", "dev": "validation"}, ("0", "1"),
+                 ("not_entailment", "entailment"), "entailment", "sentence1", "sentence2",
+                 ("accuracy",)),
     ]
 }
 
@@ -162,9 +189,50 @@ def _mnli(f: list[str], lineno: int) -> dict[str, Any] | None:
     return {"text_a": f[8], "text_b": f[9], "label": _label("mnli", f[-1])}
 
 
-_READERS = {"sst2": _sst2, "cola": _cola, "mrpc": _mrpc, "qnli": _qnli, "mnli": _mnli}
-# Columns every row (header included) has in the classic files; fewer means a cut-off row.
-_MIN_COLUMNS = {"sst2": 2, "cola": 4, "mrpc": 5, "qnli": 4, "mnli": 12}
+def _rte(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if lineno == 1 and f[0] == "index":
+        return None
+    return {"text_a": f[1], "text_b": f[2], "label": _label("rte", f[3])}
+
+
+def _score(value: str) -> float:
+    """An STS-B similarity score: a finite number in [0, 5]."""
+    try:
+        score = float(value)
+    except ValueError:
+        raise ValueError(f"bad score {value.strip()!r} (expected a number in [0, 5])") from None
+    if not (math.isfinite(score) and 0.0 <= score <= 5.0):
+        raise ValueError(f"bad score {value.strip()!r} (expected a number in [0, 5])")
+    return score
+
+
+def _stsb(f: list[str], lineno: int) -> dict[str, Any] | None:
+    # index genre filename year old_index source1 source2 sentence1 sentence2 score
+    if lineno == 1 and f[0] == "index":
+        return None
+    return {"text_a": f[7], "text_b": f[8], "label": _score(f[9])}
+
+
+def _qqp(f: list[str], lineno: int) -> dict[str, Any] | None:
+    # id qid1 qid2 question1 question2 is_duplicate
+    if lineno == 1 and f[0] == "id":
+        return None
+    return {"text_a": f[3], "text_b": f[4], "label": _label("qqp", f[5])}
+
+
+def _wnli(f: list[str], lineno: int) -> dict[str, Any] | None:
+    if lineno == 1 and f[0] == "index":
+        return None
+    return {"text_a": f[1], "text_b": f[2], "label": _label("wnli", f[3])}
+
+
+# mnli_mm reads MNLI's files (same columns, same label names) with its own dev file.
+_READERS = {"sst2": _sst2, "cola": _cola, "mrpc": _mrpc, "qnli": _qnli, "mnli": _mnli,
+            "mnli_mm": _mnli, "rte": _rte, "stsb": _stsb, "qqp": _qqp, "wnli": _wnli}
+# Columns every row (header included) has in the classic files; fewer means a cut-off row
+# (or, in some QQP copies, a row with missing fields: an error too, never skipped).
+_MIN_COLUMNS = {"sst2": 2, "cola": 4, "mrpc": 5, "qnli": 4, "mnli": 12, "mnli_mm": 12,
+                "rte": 4, "stsb": 10, "qqp": 6, "wnli": 4}
 
 
 def read_hub(dataset: str, task: str, split: str) -> list[dict[str, Any]]:
@@ -172,12 +240,21 @@ def read_hub(dataset: str, task: str, split: str) -> list[dict[str, Any]]:
     import datasets  # heavy import, only on this path
 
     t = get_task(task)
-    ds = datasets.load_dataset(dataset, task, split=t.hub_splits[split])
+    ds = datasets.load_dataset(dataset, t.hub_config or task, split=t.hub_splits[split])
     a, b = t.text_a_name, t.text_b_name
+    label = _hub_score if t.is_regression else int
     return [
-        {"idx": i, "text_a": ex[a], "text_b": ex[b] if b else None, "label": int(ex["label"])}
+        {"idx": i, "text_a": ex[a], "text_b": ex[b] if b else None, "label": label(ex["label"])}
         for i, ex in enumerate(ds)
     ]
+
+
+def _hub_score(value: float) -> float:
+    """The Hub stores STS-B scores as float32 (3.8 -> 3.799999952...); its shortest float32
+    repr gives back the decimal the classic file holds, so both sources give equal rows."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
 
 
 def read_split(task: str, split: str, glue_dir: str | None, hub_dataset: str) -> list[dict[str, Any]]:

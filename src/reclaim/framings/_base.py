@@ -32,8 +32,30 @@ class Framing:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def example_losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(l_i, n_i) per example: its loss averaged over its n_i loss terms (target tokens, or 1
+        for a classification head), such that sum_i n_i * l_i / sum_i n_i is ``loss``. Per-example
+        loss reweighting (reclaim.reweight) needs them; ``loss`` itself stays as it is."""
+        raise NotImplementedError
+
     def predict(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def features(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, dim) frozen embeddings of the inputs, labels unseen: what model-based
+        selectors (EL2N, GraNd, prototypes; reclaim.select._frozen) score with. A framing
+        (text or image) supports those selectors by defining it."""
+        raise NotImplementedError(f"framing {self.name!r} defines no features(); model-based "
+                                  "selectors need it")
+
+
+def require_classification(framing: Framing, task: GlueTask) -> None:
+    """Label-word framings score one word per class; a regression task has none, so it is
+    refused before any model is loaded rather than failing later with an index error."""
+    if task.is_regression:
+        raise ValueError(f"task {task.name!r} is a regression task; the {framing.name!r} framing "
+                         f"scores label words and supports classification tasks only "
+                         f"(use the encoder_cls framing)")
 
 
 def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
@@ -44,6 +66,16 @@ def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
     for i, s in enumerate(seqs):
         out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
     return out
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: mean cross-entropy over its target tokens and their count (targets == -100 are
+    ignored), the per-example form of ``F.cross_entropy(..., ignore_index=-100)``."""
+    import torch.nn.functional as F
+
+    per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    counts = (targets != -100).sum(dim=-1)
+    return per_token.sum(dim=-1) / counts.clamp(min=1), counts
 
 
 def sequence_logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

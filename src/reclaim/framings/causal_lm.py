@@ -4,13 +4,20 @@ Loss is on the label-word tokens only; prediction scores every label word's log-
 
 from __future__ import annotations
 
-from reclaim.framings._base import Framing, pad, sequence_logprob
+from reclaim.framings._base import (
+    Framing,
+    pad,
+    require_classification,
+    sequence_logprob,
+    token_losses,
+)
 
 
 class CausalLabelWords(Framing):
     name = "causal_lm"
 
     def load(self, model, task):  # type: ignore[no-untyped-def]
+        require_classification(self, task)
         from transformers import AutoModelForCausalLM
 
         from reclaim.models import load_pretrained, load_tokenizer
@@ -22,6 +29,7 @@ class CausalLabelWords(Framing):
         return net, tok
 
     def encode(self, tokenizer, task, rows, max_length):  # type: ignore[no-untyped-def]
+        require_classification(self, task)
         words = [tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in task.label_words]
         suffix = tokenizer("\nresult:", add_special_tokens=False)["input_ids"]
         budget = max_length - len(suffix) - max(len(w) for w in words)
@@ -65,6 +73,10 @@ class CausalLabelWords(Framing):
         logits = model(input_ids=batch["gold_input_ids"], attention_mask=batch["gold_attention_mask"]).logits
         t = batch["gold_targets"]
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1), ignore_index=-100)
+
+    def example_losses(self, model, batch):  # type: ignore[no-untyped-def]
+        logits = model(input_ids=batch["gold_input_ids"], attention_mask=batch["gold_attention_mask"]).logits
+        return token_losses(logits, batch["gold_targets"])
 
     def predict(self, model, batch):  # type: ignore[no-untyped-def]
         import torch

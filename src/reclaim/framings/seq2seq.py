@@ -4,13 +4,20 @@ log-likelihood and takes the best, so 3-class tasks (MNLI) are scored correctly.
 
 from __future__ import annotations
 
-from reclaim.framings._base import Framing, pad, sequence_logprob
+from reclaim.framings._base import (
+    Framing,
+    pad,
+    require_classification,
+    sequence_logprob,
+    token_losses,
+)
 
 
 class Seq2SeqLabelWords(Framing):
     name = "seq2seq"
 
     def load(self, model, task):  # type: ignore[no-untyped-def]
+        require_classification(self, task)
         from transformers import AutoModelForSeq2SeqLM
 
         from reclaim.models import load_pretrained, load_tokenizer
@@ -18,6 +25,7 @@ class Seq2SeqLabelWords(Framing):
         return load_pretrained(AutoModelForSeq2SeqLM, model), load_tokenizer(model)
 
     def encode(self, tokenizer, task, rows, max_length):  # type: ignore[no-untyped-def]
+        require_classification(self, task)
         words = [tokenizer(w)["input_ids"] for w in task.label_words]
         return [
             {
@@ -47,6 +55,11 @@ class Seq2SeqLabelWords(Framing):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     labels=batch["targets"])
         return out.loss
+
+    def example_losses(self, model, batch):  # type: ignore[no-untyped-def]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       labels=batch["targets"]).logits
+        return token_losses(logits, batch["targets"])
 
     def predict(self, model, batch):  # type: ignore[no-untyped-def]
         import torch

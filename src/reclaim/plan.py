@@ -1,0 +1,260 @@
+"""The plan: claims -> arms -> chains of steps -> jobs with composed identities.
+
+A claim is a set of arms; an arm is a chain of steps, each naming one stage
+(``select``, ``train``, ``evaluate``; compression and memory-efficient training plug in
+as further stages). Every step becomes a job whose id hashes its own spec together with the
+ids of the jobs it reads, so
+
+- two arms or two claims that need the same step share one job (same spec, same inputs);
+- changing a step's parameter changes its id and the ids of everything downstream of it,
+  and nothing else;
+- a job's output path carries its id, so Snakemake's "does the output exist" is "was this
+  exact computation done".
+
+Claims that list ``methods:`` (the fine-tuning claims) are arms of one ``train`` step each;
+their train jobs keep the ids they always had (reclaim.jobs.make_spec).
+
+See docs/architecture.md for the artifact contracts and walk-throughs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from reclaim import jobs as train_jobs
+
+POOLS_DIR = "data/pools"
+SELECT_DIR = "results/select"
+EVAL_DIR = "results/evaluate"
+
+
+def step_id(kind: str, body: dict[str, Any]) -> str:
+    payload = json.dumps({"kind": kind, **body}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+@dataclass
+class Job:
+    rule: str                     # the Snakemake rule that runs it
+    key: str                      # its wildcard path, unique within the rule
+    id: str
+    spec: dict[str, Any]          # everything it computes from (input ids included)
+    inputs: dict[str, str] = field(default_factory=dict)  # named input files
+    output: str = ""              # the primary output (its existence means "done")
+
+
+@dataclass
+class ArmRun:
+    """One (arm, model, task, seed) of a claim and the job whose output ends its chain."""
+
+    arm: str
+    seed: int
+    model: str | None
+    task: str | None
+    terminal: Job
+    jobs: list[Job]
+
+
+@dataclass
+class Plan:
+    jobs: dict[str, dict[str, Job]] = field(default_factory=dict)   # rule -> key -> job
+    runs: dict[str, list[ArmRun]] = field(default_factory=dict)     # claim -> arm runs
+
+    def add(self, job: Job) -> Job:
+        have = self.jobs.setdefault(job.rule, {}).get(job.key)
+        if have is not None:
+            return have  # shared: same id, same inputs, one job
+        self.jobs[job.rule][job.key] = job
+        return job
+
+    def get(self, rule: str, key: str) -> Job:
+        try:
+            return self.jobs[rule][key]
+        except KeyError:
+            raise ValueError(f"no {rule} job {key} in the plan: its id does not match params.yaml") from None
+
+
+# --- data: pools ---------------------------------------------------------------------------
+
+
+def pool_job(cfg: dict[str, Any], name: str) -> Job:
+    from reclaim.data import pools
+
+    entry = cfg["pools"][name]
+    builder = pools.get(entry["builder"])
+    params = builder.Params(**entry.get("params", {}))
+    spec = {"builder": entry["builder"], "params": _plain(params.__dict__),
+            "wikitext_splits": builder.wikitext_splits(params), "outputs": list(builder.outputs)}
+    pid = step_id("pool", spec)
+    inputs = {f"glue:{task}/{split}": f"data/glue/{task}/{split}.jsonl"
+              for task, split in builder.glue_sources(params)}
+    key = f"{name}/{pid}"
+    return Job("build_pool", key, pid, {"name": name, **spec}, inputs, f"{POOLS_DIR}/{key}/pool.jsonl")
+
+
+def pool_files(job: Job) -> dict[str, str]:
+    """The files the pool's builder provides (pool, and target/heldout for targeted pools)."""
+    base = job.output.rsplit("/", 1)[0]
+    return {name: f"{base}/{name}.jsonl" for name in job.spec["outputs"]}
+
+
+# --- stage 1: select -------------------------------------------------------------------------
+
+
+def select_jobs(cfg: dict[str, Any], step: dict[str, Any], source: dict[str, Any], seed: int) -> tuple[Job, Job]:
+    """The score job (shared by every subset of the same scores) and the subset job.
+
+    ``source``: {"id", "pool", "target" (path or None), "limit", "model", "task"}. A
+    ``needs_model`` selector scores with the model of the arm's (model, task) context: the
+    model's identity and the task enter its score id (only then, so other ids are unchanged).
+    """
+    from reclaim import select
+    from reclaim.select.subsets import SubsetParams
+
+    name = step["selector"]
+    entry = cfg["selectors"][name]
+    sel = select.get(entry["selector"])
+    params = sel.make_params(entry.get("params"))
+    body = {"selector": entry["selector"], "params": _plain(params.__dict__), "data": source["id"],
+            "limit": source.get("limit"), "seed": seed if sel.seeded else None}
+    if sel.needs_model:
+        if not source.get("model"):
+            raise ValueError(f"selector {name!r} scores with a model: use it in an arm that trains "
+                             "(the arm's (model, task) context gives the model)")
+        body.update(model=train_jobs.model_identity(cfg, source["model"]), task=source["task"])
+    sid = step_id("score", body)
+    inputs = {"pool": source["pool"], **({"target": source["target"]} if source.get("target") else {})}
+    score = Job("score", f"{name}/{sid}", sid, {"name": name, **body}, inputs,
+                f"{SELECT_DIR}/scores/{name}/{sid}/scores.tsv")
+    sub = SubsetParams(kind=step["subset"], budget=step["budget"], offset=step.get("offset", 0.0),
+                       stratify_by=step.get("stratify_by"))
+    sbody = {"scores": sid, "subset": _plain(sub.__dict__), "seed": seed if sub.kind == "sample" else None}
+    uid = step_id("subset", sbody)
+    subset = Job("subset", f"{name}/{uid}", uid, {"name": name, **sbody},
+                 {"scores": score.output, "pool": source["pool"]},
+                 f"{SELECT_DIR}/subsets/{name}/{uid}/subset.tsv")
+    return score, subset
+
+
+# --- stage 4: evaluate ---------------------------------------------------------------------
+
+
+def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | None = None) -> Job:
+    """``seed`` enters the id only for a seeded evaluator (a simulation that reads no inputs,
+    whose seed is its only source of variation), so other evaluations keep their ids."""
+    from reclaim import evaluate
+
+    ev = evaluate.get(step["evaluator"])
+    params = ev.make_params(step.get("params"))
+    missing = [k for k in ev.inputs if k not in upstream["files"]]
+    if missing:
+        raise ValueError(f"evaluator {step['evaluator']!r} needs {', '.join(missing)} from the steps before it")
+    body = {"evaluator": step["evaluator"], "params": _plain(params.__dict__),
+            "inputs": upstream["ids"]}
+    if getattr(ev, "seeded", False):
+        body["seed"] = seed
+    eid = step_id("evaluate", body)
+    return Job("evaluate", f"{step['evaluator']}/{eid}", eid, body,
+               {k: upstream["files"][k] for k in ev.inputs},
+               f"{EVAL_DIR}/{step['evaluator']}/{eid}/metrics.json")
+
+
+# --- arms ------------------------------------------------------------------------------------
+
+
+def arms_of(claim: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The claim's arms; ``methods: [m, ...]`` is shorthand for arms ``m: [{train: {method: m}}]``."""
+    if "arms" in claim:
+        return claim["arms"]
+    return {m: [{"train": {"method": m}}] for m in claim["methods"]}
+
+
+def step_stage(step: dict[str, Any]) -> str:
+    (stage,) = step.keys()
+    return stage
+
+
+def build(cfg: dict[str, Any], tasks_by_claim: dict[str, list[str]] | None = None,
+          scale: str | None = None) -> Plan:
+    """Every job of every claim at the selected scale, deduplicated by identity."""
+    plan = Plan()
+    scale = scale or cfg["scale"]
+    for cname, claim in cfg["claims"].items():
+        s = claim["scales"][scale]
+        tasks = (tasks_by_claim or {}).get(cname, s.get("tasks", []))
+        runs: list[ArmRun] = []
+        arms = arms_of(claim)
+        trained = {a: any(step_stage(st) == "train" for st in steps) for a, steps in arms.items()}
+        seeds = {a: s.get("seeds_by_arm", {}).get(a, s["seeds"]) for a in arms}  # cheap arms: more
+        contexts = [(m, t) for m in s.get("models", []) for t in tasks]
+        for model, task in contexts:
+            for arm, steps in arms.items():
+                if trained[arm]:
+                    runs += [_arm_run(plan, cfg, cname, scale, arm, steps, model, task, int(seed))
+                             for seed in seeds[arm]]
+        for arm, steps in arms.items():
+            if not trained[arm]:
+                runs += [_arm_run(plan, cfg, cname, scale, arm, steps, None, None, int(seed))
+                         for seed in seeds[arm]]
+        plan.runs[cname] = runs
+    return plan
+
+
+def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, steps: list[dict[str, Any]],
+             model: str | None, task: str | None, seed: int) -> ArmRun:
+    s = cfg["claims"][claim]["scales"][scale]
+    made: list[Job] = []
+    upstream: dict[str, Any] = {"files": {}, "ids": {}}
+    if s.get("pool"):
+        pj = plan.add(pool_job(cfg, s["pool"]))
+        made.append(pj)
+        upstream = {"files": pool_files(pj), "ids": {"pool": pj.id}}
+    elif task:  # the training split, subsampled exactly as the train job subsamples it
+        limit = s.get("max_train_examples")
+        upstream = {"files": {"pool": f"data/glue/{task}/train.jsonl"},
+                    "ids": {"pool": f"glue/{task}/train@{limit}"}, "limit": limit}
+    for step in steps:
+        stage = step_stage(step)
+        body = step[stage]
+        if stage == "select":
+            source = {"id": upstream["ids"].get("pool"), "pool": upstream["files"]["pool"],
+                      "target": upstream["files"].get("target"), "limit": upstream.get("limit"),
+                      "model": model, "task": task}
+            score, subset = select_jobs(cfg, body, source, seed)
+            made += [plan.add(score), plan.add(subset)]
+            upstream = {**upstream, "files": {**upstream["files"], "subset": subset.output},
+                        "ids": {**upstream["ids"], "subset": subset.id}}
+        elif stage == "train":
+            selection = None
+            if "subset" in upstream["ids"]:
+                selection = {"id": upstream["ids"]["subset"], "weight_mode": body.get("weight_mode", "hard")}
+            spec = train_jobs.make_spec(cfg, claim, model, task, body["method"], seed, scale, selection=selection,
+                                        reweighting=body.get("reweighting"))
+            inputs = {"train": f"data/glue/{task}/train.jsonl", "dev": f"data/glue/{task}/dev.jsonl"}
+            if selection:
+                inputs["subset"] = upstream["files"]["subset"]
+            job = plan.add(Job("train", spec["job_id"], spec["cfg"], spec, inputs, train_jobs.result_path(spec)))
+            made.append(job)
+            upstream = {**upstream, "files": {**upstream["files"], "result": job.output},
+                        "ids": {**upstream["ids"], "train": f"{job.id}/seed{seed}"}}
+        elif stage == "evaluate":
+            job = plan.add(evaluate_job(body, upstream, seed))
+            made.append(job)
+            upstream = {**upstream, "files": {**upstream["files"], "metrics": job.output},
+                        "ids": {**upstream["ids"], "evaluate": job.id}}
+        else:
+            raise ValueError(f"claims.{claim}.arms.{arm}: unknown stage {stage!r}")
+    return ArmRun(arm, seed, model, task, made[-1], made)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
