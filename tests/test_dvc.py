@@ -62,6 +62,9 @@ def repo(tmp_path_factory, tiny_models):
     tiny = tiny_claim_params(tiny_models, methods=("full_ft", "lora", "lora_ga"), tasks=("sst2", "mrpc"),
                              max_train=256, max_eval=64)
     params = merge(load_yaml(REPO_ROOT / "params.yaml"), tiny)
+    # DVC's agreement with Snakemake is what is tested here: one claim keeps the run short
+    # (every claim's DVC stage comes from the same foreach over `claims`).
+    params["claims"] = {"lora_ga_glue": params["claims"]["lora_ga_glue"]}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = workflow_env(work, glue)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -78,10 +81,7 @@ def first_run(repo):
     work, env = repo
     proc = run_snakemake(work, "--cores", "2", env=env, configfile="")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    trained = set(_trained(proc.stdout + proc.stderr))
-    # every job of the LoRA-GA claim (other claims in params.yaml train too)
-    assert {f"model=tiny-bert, task={t}, method={m}," for t in ("sst2", "mrpc")
-            for m in ("full_ft", "lora", "lora_ga")} <= trained, trained
+    assert len(_trained(proc.stdout + proc.stderr)) == 6
     return work, env
 
 

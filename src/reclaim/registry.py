@@ -30,3 +30,17 @@ class ModuleRegistry:
 
     def get(self, name: str) -> Any:
         return getattr(self.module(name), self.attribute)
+
+
+def make_params(params_cls: type, raw: dict[str, Any] | None) -> Any:
+    """Validate a method's raw params (from params.yaml) into its Params dataclass: an
+    unknown key is an error naming it; the dataclass's own checks name out-of-range fields."""
+    import dataclasses
+
+    raw = dict(raw or {})
+    fields = {f.name for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        known = ", ".join(sorted(fields)) or "none"
+        raise ValueError(f"unknown parameter {unknown[0]!r} (known: {known})")
+    return params_cls(**raw)

@@ -3,11 +3,12 @@ training with AdamW; adapters override only what they change."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from reclaim.registry import make_params
 
 if TYPE_CHECKING:
     import torch
@@ -40,13 +41,7 @@ class Adapter:
 
     def make_params(self, raw: dict[str, Any] | None) -> Any:
         """Validate raw params (from params.yaml) into the Params dataclass."""
-        raw = dict(raw or {})
-        fields = {f.name for f in dataclasses.fields(self.Params)}
-        unknown = sorted(set(raw) - fields)
-        if unknown:
-            known = ", ".join(sorted(fields)) or "none"
-            raise ValueError(f"unknown parameter {unknown[0]!r} (known: {known})")
-        return self.Params(**raw)
+        return make_params(self.Params, raw)
 
     def apply(self, model: nn.Module, params: Any, ctx: AdapterContext) -> nn.Module:
         for p in model.parameters():

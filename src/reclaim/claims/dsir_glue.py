@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from reclaim.claims._common import verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
@@ -40,11 +41,7 @@ class DsirGlue:
     takes_runs = True
 
     def check_config(self, claim: dict[str, Any], where: str) -> None:
-        v = claim.get("verdict", {})
-        unknown = sorted(set(v) - set(VERDICT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"{where}.verdict: unknown key {unknown[0]!r} (allowed: {', '.join(VERDICT_DEFAULTS)})")
-        cfg = {**VERDICT_DEFAULTS, **v}
+        cfg = verdict_config(claim, VERDICT_DEFAULTS, where)
         arms = claim.get("arms", {})
         for role in ("proposed", "baseline", "heuristic"):
             if cfg[role] not in arms:

@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from reclaim.claims._common import verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import (
     binomial_se,
@@ -42,11 +43,7 @@ CSV_FIELDS = ["claim", "scale", "model", "method", "task", "status", "metric", "
 
 class LoraGaGlue:
     def check_config(self, claim: dict[str, Any], where: str) -> None:
-        v = claim.get("verdict", {})
-        unknown = sorted(set(v) - set(VERDICT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"{where}.verdict: unknown key {unknown[0]!r} (allowed: {', '.join(VERDICT_DEFAULTS)})")
-        cfg = {**VERDICT_DEFAULTS, **v}
+        cfg = verdict_config(claim, VERDICT_DEFAULTS, where)
         for role in ("proposed", "baseline", "full"):
             if cfg[role] not in claim["methods"]:
                 raise ValueError(f"{where}.verdict.{role}: method {cfg[role]!r} is not in the claim's methods")

@@ -30,6 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from reclaim.claims._common import verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import binomial_se, mean, std, threshold_verdict
 
@@ -67,11 +68,7 @@ class LossReweighting:
     def check_config(self, claim: dict[str, Any], where: str) -> None:
         from reclaim import evaluate
 
-        v = claim.get("verdict", {})
-        unknown = sorted(set(v) - set(VERDICT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"{where}.verdict: unknown key {unknown[0]!r} (allowed: {', '.join(VERDICT_DEFAULTS)})")
-        cfg = {**VERDICT_DEFAULTS, **v}
+        cfg = verdict_config(claim, VERDICT_DEFAULTS, where)
         arms = claim.get("arms", {})
         for roles, kind, what in ((TOY_ROLES, "toy", f"end with an evaluate step ({TOY_EVALUATOR})"),
                                   (TUNE_ROLES, "tune", "end with a train step")):

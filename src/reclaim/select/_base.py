@@ -8,13 +8,13 @@ consumer know what "high" means without knowing the method.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reclaim.io import write_json, write_text
+from reclaim.registry import make_params
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,8 @@ class Selector:
                                       # ``model=ModelContext`` (the arm must train, which names the model)
 
     def make_params(self, raw: dict[str, Any] | None) -> Any:
-        """Validate raw params (from params.yaml) into the Params dataclass; the dataclass's
-        ``__post_init__`` raises ValueError naming the field for out-of-range values."""
-        raw = dict(raw or {})
-        fields = {f.name for f in dataclasses.fields(self.Params)}
-        unknown = sorted(set(raw) - fields)
-        if unknown:
-            known = ", ".join(sorted(fields)) or "none"
-            raise ValueError(f"unknown parameter {unknown[0]!r} (known: {known})")
-        return self.Params(**raw)
+        """Validate raw params (from params.yaml) into the Params dataclass."""
+        return make_params(self.Params, raw)
 
     def score(self, pool: list[dict[str, Any]], target: list[dict[str, Any]] | None, params: Any,
               seed: int) -> list[float]:

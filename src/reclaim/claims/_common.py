@@ -1,0 +1,15 @@
+"""Helpers every claim aggregator shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def verdict_config(claim: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
+    """The claim's ``verdict:`` block over the aggregator's defaults; an unknown key is an
+    error naming it (checked before any job starts)."""
+    v = claim.get("verdict", {})
+    unknown = sorted(set(v) - set(defaults))
+    if unknown:
+        raise ValueError(f"{where}.verdict: unknown key {unknown[0]!r} (allowed: {', '.join(defaults)})")
+    return {**defaults, **v}
