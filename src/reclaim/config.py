@@ -79,22 +79,8 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
     from reclaim.data import pools
     from reclaim.data.glue import TASKS
 
-    for name, m in cfg["methods"].items():
-        if m["adapter"] not in adapters.names():
-            raise ConfigError(f"{source}: methods.{name}.adapter: unknown adapter {m['adapter']!r} "
-                              f"(known: {', '.join(adapters.names())})")
-        try:
-            adapters.get(m["adapter"]).make_params(m.get("params"))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: methods.{name}.params: {exc}") from None
-    for name, sel in cfg.get("selectors", {}).items():
-        if sel["selector"] not in select.names():
-            raise ConfigError(f"{source}: selectors.{name}.selector: unknown selector {sel['selector']!r} "
-                              f"(known: {', '.join(select.names())})")
-        try:
-            select.get(sel["selector"]).make_params(sel.get("params"))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: selectors.{name}.params: {exc}") from None
+    _check_entries(cfg, "methods", "adapter", adapters, "adapter", source)
+    _check_entries(cfg, "selectors", "selector", select, "selector", source)
     for name, pool in cfg.get("pools", {}).items():
         if pool["builder"] not in pools.names():
             raise ConfigError(f"{source}: pools.{name}.builder: unknown pool builder {pool['builder']!r} "
@@ -147,6 +133,19 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
             claims.get(c["aggregator"]).check_config(c, f"{where}")
         except ValueError as exc:  # an aggregator's own check: reported like every other key
             raise ConfigError(str(exc)) from None
+
+
+def _check_entries(cfg: dict[str, Any], section: str, key: str, registry: Any, kind: str, source: str) -> None:
+    """Each ``<section>.<name>.<key>`` names a module of ``registry`` and its ``params`` fit
+    that module's parameter dataclass."""
+    for name, entry in cfg.get(section, {}).items():
+        if entry[key] not in registry.names():
+            raise ConfigError(f"{source}: {section}.{name}.{key}: unknown {kind} {entry[key]!r} "
+                              f"(known: {', '.join(registry.names())})")
+        try:
+            registry.get(entry[key]).make_params(entry.get("params"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {section}.{name}.params: {exc}") from None
 
 
 def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) -> None:
