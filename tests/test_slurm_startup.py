@@ -23,8 +23,8 @@ import yaml
 
 from reclaim.testing import copy_workflow, run_snakemake, tiny_claim_params, workflow_env
 
-HANG_S = 10
-LIMIT_S = 5.0
+HANG_S = 30  # a stalled call would take at least this long
+LIMIT_S = 15.0  # generous: a loaded 2-core machine, but far below HANG_S
 PLUGIN = "snakemake_executor_plugin_slurm"
 
 
@@ -118,14 +118,14 @@ print(json.dumps({{
     "executor": plugin.get_min_job_age(),
     "validation": validation.get_min_job_age(),
     "recommend_squeue": job_status_query.should_recommend_squeue_status_command(),
-    "default_status_command": plugin._get_status_command_default(),
 }}))
 """
     proc = _python(code, env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"at_import": 0, "executor": 300, "validation": 300, "recommend_squeue": True,
-                   "default_status_command": "squeue"}
+    # (the plugin's default status command also depends on whether sacct answers, which
+    # differs between a machine with a live test cluster and one without: not asserted)
+    assert out == {"at_import": 0, "executor": 300, "validation": 300, "recommend_squeue": True}
     assert _calls(log) == ["scontrol show config"] * 3
 
 
