@@ -120,6 +120,12 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
                 if arm not in c.get("arms", {}):
                     raise ConfigError(f"{where}.scales.{sname}.seeds_by_arm.{arm}: not an arm of the claim "
                                       f"(arms: {', '.join(c.get('arms', {})) or 'none'})")
+            sw = s.get("score_with")
+            if sw and sw["model"] not in cfg["models"]:
+                raise ConfigError(f"{where}.scales.{sname}.score_with.model: unknown model {sw['model']!r}")
+            if sw and sw["task"] not in TASKS:
+                raise ConfigError(f"{where}.scales.{sname}.score_with.task: unknown task {sw['task']!r} "
+                                  f"(known: {', '.join(TASKS)})")
             if s.get("pool") and s["pool"] not in cfg.get("pools", {}):
                 raise ConfigError(f"{where}.scales.{sname}.pool: unknown pool {s['pool']!r} "
                                   f"(defined under pools: {', '.join(cfg.get('pools', {})) or 'none'})")
@@ -175,6 +181,10 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     if not s.get("pool") and not s.get("tasks"):
                         raise ConfigError(f"{where}.scales.{sname}: arm {arm!r} selects data but the scale "
                                           "names neither a pool nor tasks to select from")
+                    trains = any("train" in st for st in steps)
+                    if sel.needs_model and not trains and not s.get("score_with"):
+                        raise ConfigError(f"{at}.selector: {name!r} scores with a model and arm {arm!r} does not "
+                                          f"train: give claims.{cname}.scales.{sname}.score_with: {{model, task}}")
                     if sel.needs_target and not s.get("pool"):
                         raise ConfigError(f"{at}.selector: {name!r} needs a target sample, which only a "
                                           f"pool provides (claims.{cname}.scales.{sname}.pool)")

@@ -123,7 +123,8 @@ def select_jobs(cfg: dict[str, Any], step: dict[str, Any], source: dict[str, Any
     if sel.needs_model:
         if not source.get("model"):
             raise ValueError(f"selector {name!r} scores with a model: use it in an arm that trains "
-                             "(the arm's (model, task) context gives the model)")
+                             "(the arm's (model, task) context gives the model), or give the scale "
+                             "score_with: {model, task}")
         body.update(model=train_jobs.model_identity(cfg, source["model"]), task=source["task"])
     sid = step_id("score", body)
     inputs = {"pool": source["pool"], **({"target": source["target"]} if source.get("target") else {})}
@@ -216,13 +217,16 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
         limit = s.get("max_train_examples")
         upstream = {"files": {"pool": f"data/glue/{task}/train.jsonl"},
                     "ids": {"pool": f"glue/{task}/train@{limit}"}, "limit": limit}
+    # Arms that do not train score model-based selectors in the scale's ``score_with``
+    # context (a pool has no (model, task) of its own).
+    score_ctx = {"model": model, "task": task} if model else dict(s.get("score_with") or {})
     for step in steps:
         stage = step_stage(step)
         body = step[stage]
         if stage == "select":
             source = {"id": upstream["ids"].get("pool"), "pool": upstream["files"]["pool"],
                       "target": upstream["files"].get("target"), "limit": upstream.get("limit"),
-                      "model": model, "task": task}
+                      "model": score_ctx.get("model"), "task": score_ctx.get("task")}
             score, subset = select_jobs(cfg, body, source, seed)
             made += [plan.add(score), plan.add(subset)]
             upstream = {**upstream, "files": {**upstream["files"], "subset": subset.output},
