@@ -68,3 +68,25 @@ def test_equal_methods_are_not_a_win(tmp_path) -> None:
 def test_a_loss_is_reported_as_such(tmp_path) -> None:
     v = _aggregate(tmp_path, _runs(gap=-8.0, ga_speed=1))["verdicts"]["m"]
     assert v["a_beats_baseline"]["verdict"] == "does not hold"
+
+
+def test_stsb_rows_report_pearson_and_the_average_is_the_glue_score(tmp_path) -> None:
+    runs = []
+    for method in CLAIM["methods"]:
+        for seed in range(2):
+            runs.append(_result(method, "sst2", seed, 80.0 + seed, [1.0, 0.5]))
+            r = _result(method, "stsb", seed, 0.0, [1.0, 0.5], n_eval=1500)
+            r["metrics"] = {"pearson": 60.0 + 2 * seed, "spearman": 58.0 + 2 * seed}
+            runs.append(r)
+    out = get("lora_ga_glue").aggregate("lora_ga_glue", CLAIM, "smoke", ["sst2", "stsb"], {}, runs,
+                                        tmp_path / "t.csv", tmp_path / "t.json", tmp_path / "t.png")
+    assert out["metric"] == "score" and out["task_metrics"] == {"sst2": "accuracy", "stsb": "pearson"}
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    stsb = next(r for r in rows if r["method"] == "lora" and r["task"] == "stsb")
+    assert stsb["metric"] == "pearson" and float(stsb["mean"]) == 61.0
+    avg = next(r for r in rows if r["method"] == "lora" and r["task"] == "avg")
+    assert avg["metric"] == "score" and float(avg["mean"]) == (80.5 + 61.0) / 2
+    assert out["metrics"]["m/lora/stsb/pearson"] == 61.0 and "m/lora/avg/score" in out["metrics"]
+    assert out["verdicts"]["m"]["a_beats_baseline"]["claim"].startswith("lora_ga average score")
+    head = get("lora_ga_glue").headline(out, CLAIM)
+    assert head["quantity"].startswith("avg score") and head["rows"][0]["reproduced"] == 0.0

@@ -73,3 +73,56 @@ def test_results_are_copies() -> None:
     first = code_closure(["reclaim.reports"])
     first.append("mutated")
     assert "mutated" not in code_closure(["reclaim.reports"])
+
+
+def test_stamp_is_rewritten_only_when_a_closure_file_changes(tree, tmp_path: Path, monkeypatch) -> None:
+    pkg, module_file = tree
+    monkeypatch.setattr(code_deps, "RECHECK_S", 0.0)  # re-check on every call (edits below are immediate)
+    stamps = tmp_path / "stamps"
+    path = Path(code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(stamps)))
+    assert path == stamps / "a" / "sha256"
+    lines = path.read_text().splitlines()
+    assert [ln.split("  ")[1] for ln in lines] == ["reclaim/__init__.py", "reclaim/a.py", "reclaim/b.py"]
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # an old stamp: a rewrite would show
+
+    # a touch without a change (and a fresh process: no memo) rewrites nothing
+    os.utime(pkg / "b.py")
+    code_deps.clear()
+    assert code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(stamps)) == str(path)
+    assert path.stat().st_mtime_ns == 1_000_000_000
+
+    # a file outside the closure changes: nothing
+    (pkg / "c.py").write_text("x = 1\n")
+    code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(stamps))
+    assert path.stat().st_mtime_ns == 1_000_000_000
+
+    # an edit inside the closure (same process, memo warm) rewrites it with the new digest
+    (pkg / "b.py").write_text("import os\nimport sys\n")
+    code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(stamps))
+    assert path.stat().st_mtime_ns == (pkg / "b.py").stat().st_mtime_ns  # the newest file's
+    assert path.read_text() != "\n".join(lines) + "\n"
+
+    # a new import grows the closure and the stamp
+    (pkg / "a.py").write_text("from reclaim import b\nfrom reclaim import c\n")
+    code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(stamps))
+    assert "reclaim/c.py" in path.read_text()
+
+
+def test_stamp_label_does_not_depend_on_entry_order(tree, tmp_path: Path) -> None:
+    pkg, module_file = tree
+    one = code_deps.stamp(["reclaim.c", "reclaim.a"], module_file, tmp_path, str(tmp_path / "s"))
+    two = code_deps.stamp(["reclaim.a", "reclaim.c"], module_file, tmp_path, str(tmp_path / "s"))
+    assert one == two and Path(one).parent.name == "a+c"
+
+
+def test_stamp_is_not_rechecked_within_the_recheck_window(tree, tmp_path: Path, monkeypatch) -> None:
+    pkg, module_file = tree
+    monkeypatch.setattr(code_deps, "RECHECK_S", 3600.0)
+    path = Path(code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(tmp_path / "s")))
+    before = path.read_text()
+    (pkg / "b.py").write_text("import os\nimport json\n")
+    code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(tmp_path / "s"))
+    assert path.read_text() == before  # within one DAG build: taken as is
+    monkeypatch.setattr(code_deps, "RECHECK_S", 0.0)
+    code_deps.stamp(["reclaim.a"], module_file, tmp_path, str(tmp_path / "s"))
+    assert path.read_text() != before

@@ -255,15 +255,22 @@ def test_claim_verdicts_from_runs(tmp_path) -> None:
             runs.append({"arm": arm, "seed": seed, "model": "minilm", "task": "sst2",
                          "result": {"metrics": {"accuracy": acc + seed}, "n_eval": 872, "n_train": 512,
                                     "device_name": "cpu"}})
+    for seed in range(3):  # LM arms: pretrain records (held-out perplexity)
+        for arm, ppl in (("lm_uniform", 30.0), ("lm_linupper", 29.0), ("lm_quadratic", 31.0)):
+            runs.append({"arm": arm, "seed": seed, "model": None, "task": None, "result": {
+                "heldout_ppl_after": ppl + 0.1 * seed, "heldout_ppl_before": 60.0, "n_train": 100, "n_heldout": 32,
+                "steps": 12, "spec": {"model": {"name": "smollm2-135m"}}, "device_name": "cpu"}})
     out = agg.aggregate_runs("loss_reweighting", claim, "smoke", runs, tmp_path / "t.csv", tmp_path / "t.json",
                              tmp_path / "t.png")
     v = out["verdicts"]
+    d = v["lm"]["d_lm_perplexity_vs_uniform"]
+    assert d["verdict"] == "holds" and math.isclose(d["estimate"], -1.0)  # the same -1 on every seed
     assert v["toy"]["a_toy_linupper_vs_uniform"]["verdict"] == "holds"
     assert v["toy"]["b_toy_quadratic_vs_uniform"]["verdict"] == "does not hold"
     assert v["minilm"]["c_accuracy_vs_uniform"]["verdict"] == "inconclusive"  # 0.5 points, binomial se ~2
     assert math.isclose(v["minilm"]["c_accuracy_vs_uniform"]["estimate"], 0.5)
     text = (tmp_path / "t.csv").read_text()
-    assert "test_loss@100" in text and "not built" in text
+    assert "test_loss@100" in text and "heldout_perplexity" in text and "not built" not in text
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     h = agg.headline(out, claim)
-    assert {r["model"] for r in h["rows"]} == {"toy", "minilm"}
+    assert {r["model"] for r in h["rows"]} == {"toy", "minilm", "lm"}

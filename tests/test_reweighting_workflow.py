@@ -35,8 +35,12 @@ def rw_run(tmp_path_factory, tiny_models, glue_fixture):
     claim["arms"]["sst2_uniform"] = [{"train": {"method": "full_ft"}}]
     claim["arms"]["sst2_linupper"] = [{"train": {"method": "full_ft",
                                                  "reweighting": {"strategy": "linupper", "r": 1.0, "burn_in": 1}}}]
+    lm = {"objective": "clm", "pool": "wikitext_lm", "batch_size": 4, "lr": 1.0e-3, "max_length": 32}
+    claim["arms"]["lm_uniform"] = [{"pretrain": dict(lm)}]
+    claim["arms"]["lm_linupper"] = [{"pretrain": {**lm, "reweighting": {"strategy": "linupper", "r": 1.0, "burn_in": 1}}}]
     claim["verdict"]["toy_step"] = 20
-    claim["scales"] = {"smoke": {**claim["scales"]["smoke"], "seeds_by_arm": {f"toy_{s}": [0, 1] for s in TOY}}}
+    claim["scales"] = {"smoke": {**claim["scales"]["smoke"], "seeds_by_arm": {
+        **{f"toy_{s}": [0, 1] for s in TOY}, "lm_uniform": [0, 1], "lm_linupper": [0, 1]}}}
     params["claims"] = {"loss_reweighting": claim}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = workflow_env(work, glue_fixture)
@@ -57,9 +61,14 @@ def test_outputs_and_computed_verdicts(rw_run) -> None:
     assert all(r["n_seeds"] == "2" for r in toy) and {r["metric"] for r in toy} == {"test_loss@20", "test_loss@final"}
     tune = [r for r in rows if r["part"] == "fine-tune"]
     assert len(tune) == 2 and all(r["n_seeds"] == "1" and r["task"] == "sst2" for r in tune)
-    assert [r["status"] for r in rows if r["part"] == "lm"] == ["not run"]
+    lm = [r for r in rows if r["part"] == "lm"]  # continued causal-LM pretraining on WikiText chunks
+    assert {(r["arm"], r["metric"]) for r in lm} == {
+        (a, m) for a in ("lm_uniform", "lm_linupper") for m in ("heldout_perplexity", "heldout_perplexity_before")}
+    assert all(r["n_seeds"] == "2" and r["model"] == "tiny-gpt2" and float(r["mean"]) > 1 for r in lm)
+    assert {r["strategy"] for r in lm} == {"linupper", "uniform (no reweighting)"}
     out = json.loads((work / "results/loss_reweighting.json").read_text())
-    assert set(out["verdicts"]) == {"toy", "tiny-bert"}
+    assert set(out["verdicts"]) == {"toy", "tiny-bert", "lm"}
+    assert len(out["verdicts"]["lm"]["d_lm_perplexity_vs_uniform"]["per_seed_differences"]) == 2
     for group in out["verdicts"].values():
         for v in group.values():
             assert v["verdict"] in ("holds", "does not hold", "inconclusive") and v["rule"]

@@ -45,9 +45,9 @@ def extended(tmp_path, tiny_models, glue_fixture):
     (work / "src/reclaim/select/longest_text.py").write_text(NEW_SELECTOR)
     params = tiny_claim_params(tiny_models)
     params["selectors"] = {"longest": {"selector": "longest_text", "params": {"alpha": 2.0}}}
-    params["claims"]["dsir_glue"] = {"arms": {"longest": [
+    params["claims"]["dsir_glue"]["arms"] = {"longest": [  # merged into the claim's arms
         {"select": {"selector": "longest", "subset": "top", "budget": 0.2}},
-        {"evaluate": {"evaluator": "selection_stats"}}]}}
+        {"evaluate": {"evaluator": "selection_stats"}}]}
     (work / "test_params.yaml").write_text(yaml.safe_dump(params))
     return work, params, workflow_env(work, glue_fixture)
 

@@ -35,9 +35,18 @@ def dsir_run(tmp_path_factory, tiny_models, glue_fixture):
 def test_claim_outputs_and_computed_verdicts(dsir_run) -> None:
     work, _, _ = dsir_run
     rows = list(csv.DictReader(open(work / "results/dsir_glue.csv")))
-    assert {r["arm"] for r in rows} == {"random", "heuristic", "dsir", "dsir_topk"}
-    assert all(r["scale"] == "smoke" and r["n_seeds"] == "3" for r in rows)
+    sel = [r for r in rows if not r["task"]]
+    assert {r["arm"] for r in sel} == {"random", "heuristic", "dsir", "dsir_topk"}
+    assert all(r["scale"] == "smoke" and r["n_seeds"] == "3" for r in sel)
+    # downstream: masked-LM pretraining on each selection, then fine-tuning on sst2 (one seed)
+    down = {r["arm"]: r for r in rows if r["task"]}
+    assert set(down) == {"random_ft", "heuristic_ft", "dsir_ft", "no_pretrain"}
+    assert down["dsir_ft"]["selection_arm"] == "dsir" and down["dsir_ft"]["metric"] == "accuracy"
+    assert "masked-LM continued pretraining" in down["dsir_ft"]["protocol"]
+    assert down["no_pretrain"]["protocol"].startswith("no continued pretraining")
+    assert len(list((work / "results/pretrain").glob("*/model/config.json"))) == 3
     out = json.loads((work / "results/dsir_glue.json").read_text())
+    assert {"d_downstream_vs_random", "e_kl_accuracy_correlation"} <= set(out["verdicts"]["selection"])
     for v in out["verdicts"]["selection"].values():
         assert v["verdict"] in ("holds", "does not hold", "inconclusive")
         assert v["rule"] and "estimate" in v
@@ -67,7 +76,9 @@ def test_rerun_does_nothing(dsir_run) -> None:
 
 
 def _dsir_downstream_only(jobs: list[tuple[str, dict[str, str]]]) -> None:
-    assert {r for r, _ in jobs} == {"score", "subset", "evaluate", "claim_table"}
+    assert {r for r, _ in jobs} == {"score", "subset", "evaluate", "pretrain", "train", "claim_table"}
+    assert len([1 for r, _ in jobs if r == "pretrain"]) == 1  # dsir_ft's (one seed), not random's
+    assert [w["method"] for r, w in jobs if r == "train"] == ["full_ft"]
     assert [w["selector"] for r, w in jobs if r == "score"] == ["dsir"]
     assert {w["selector"] for r, w in jobs if r == "subset"} == {"dsir"}
     assert len([1 for r, _ in jobs if r == "subset"]) == 4

@@ -48,6 +48,15 @@ def _cmd_prepare_glue(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare_images(a: argparse.Namespace) -> int:
+    from reclaim.data.images import read_split, write_split
+
+    pixels, labels = read_split(a.task, a.split, a.source_dir or None)
+    n = write_split(a.out, a.task, a.split, pixels, labels)
+    print(f"{a.task}/{a.split}: {n} images from {a.source_dir or 'the Hub'} -> {a.out}")
+    return 0
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
     from reclaim.models import ResolvedModel
     from reclaim.tracking import git_state, tracking_uri
@@ -125,6 +134,7 @@ def _cmd_jobs(a: argparse.Namespace) -> int:
     """The training jobs a claim needs at a scale, one JSON object per line: what Snakemake's
     train rule would run, for machines without Snakemake (see scripts/run_jobs.py)."""
     from reclaim.config import load
+    from reclaim.data.tasks import split_path
     from reclaim.jobs import claim_jobs, result_path
     from reclaim.models import at_models_dir, resolve
 
@@ -137,8 +147,8 @@ def _cmd_jobs(a: argparse.Namespace) -> int:
         model = at_models_dir(name, entry, a.models_dir) if a.models_dir else resolve(name, entry)
         print(json.dumps({"job_id": spec["job_id"], "scale": cfg["scale"], "spec": spec,
                           "model": model.__dict__, "out": result_path(spec),
-                          "train": f"data/glue/{spec['task']}/train.jsonl",
-                          "dev": f"data/glue/{spec['task']}/dev.jsonl"}, sort_keys=True))
+                          "train": split_path(spec["task"], "train"),
+                          "dev": split_path(spec["task"], "dev")}, sort_keys=True))
     return 0
 
 
@@ -260,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_prepare_glue)
 
+    s = sub.add_parser("prepare-images", help="convert one image-task split to a canonical .npz")
+    s.add_argument("--task", required=True, choices=["fashion_mnist", "cifar10"])
+    s.add_argument("--split", required=True, choices=["train", "dev"])
+    s.add_argument("--source-dir", default="", help="IDX / CIFAR batch directory; empty: the Hub")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_prepare_images)
+
     s = sub.add_parser("train", help="run one training job")
     s.add_argument("--spec", required=True, help="job spec JSON (reclaim.jobs.make_spec)")
     s.add_argument("--model", required=True, help="resolved model JSON (reclaim.models.ResolvedModel)")
@@ -277,6 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a resumable checkpoint every N optimizer steps (0: never)")
     s.add_argument("--subset", default="", help="selection file (example_id, weight) to train on")
     s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("pretrain", help="continue pretraining a model on (selected) pool text")
+    s.add_argument("--spec", required=True, help="pretrain job spec JSON (reclaim.plan.pretrain_job)")
+    s.add_argument("--model", required=True, help="resolved model JSON (reclaim.models.ResolvedModel)")
+    s.add_argument("--pool", required=True)
+    s.add_argument("--subset", default="", help="selection file (example_id, weight); empty: the whole pool")
+    s.add_argument("--heldout", default="", help="held-out text whose loss is reported before and after")
+    s.add_argument("--out", required=True, help="pretrain.json; the model directory is written beside it")
+    s.add_argument("--scale", default="")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--tracking-uri", default="")
+    s.add_argument("--experiment", default="reclaim")
+    s.add_argument("--log-every", type=int, default=10)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(fn=lambda a: __import__("reclaim.pretrain._run", fromlist=["command"]).command(a))
 
     s = sub.add_parser("build-pool", help="build a text pool with a hidden in-domain share")
     s.add_argument("--spec", required=True, help="pool job spec JSON (reclaim.plan.pool_job)")
@@ -309,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="run one evaluator on its inputs")
     s.add_argument("--spec", required=True)
     s.add_argument("--input", nargs="*", default=[], help="name=path (none for a simulation)")
+    s.add_argument("--model", default="", help="resolved model JSON, for evaluators that embed with a model")
+    s.add_argument("--threads", type=int, default=None)
     s.add_argument("--out", required=True)
     _stage_args(s)
     s.set_defaults(fn=_cmd_evaluate)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -113,6 +114,79 @@ def closure(entry_modules: Iterable[str], module_file: Callable[[str], Path]) ->
 
 
 def clear() -> None:
-    """Forget every parsed file and closure."""
+    """Forget every parsed file, closure and stamp."""
     _IMPORTS.clear()
     _CLOSURES.clear()
+    _STAMPS.clear()
+    _DIGESTS.clear()
+
+
+# (root, sorted entry modules) -> (closure files when written, the stamp's text, when checked)
+_STAMPS: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...], str, float]] = {}
+# A stamp whose files were checked less than this many seconds ago is taken as is: building a
+# DAG asks for the same stamp once per job (thousands of times a second), and sources do not
+# change in the middle of one DAG build.
+RECHECK_S = 2.0
+_DIGESTS: dict[str, tuple[Stamp | None, str]] = {}
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    st = _stamp(path)
+    hit = _DIGESTS.get(path)
+    if hit is not None and st is not None and hit[0] == st:
+        return hit[1]
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    _DIGESTS[path] = (st, digest)
+    return digest
+
+
+def stamp(entry_modules: Iterable[str], module_file: Callable[[str], Path], src_root: Path,
+          stamp_dir: str) -> str:
+    """One file standing for a closure's source: ``<stamp_dir>/<label>/sha256`` lists the
+    sha256 of every file of the closure and is rewritten only when that list changes, taking
+    the newest of those files' mtime.
+
+    Why: a job that declared each of its ~20 source files as inputs cost Snakemake ~20 file
+    checks per job (``snakemake -n`` over 10,000 jobs spent most of its time there); one
+    stamp input per job keeps the rerun semantics (an edit that changes a file's content
+    gives the stamp a new mtime, so exactly the jobs whose closure holds the file rerun; a
+    touch without a change rewrites nothing) at one file check per job. The stamp is written
+    here, while the DAG is built, so it has no producing job and never appears in a plan.
+    """
+    from reclaim.io import write_text
+
+    entries = tuple(sorted(set(entry_modules)))
+    key = (str(src_root), entries)
+    label = "+".join(m.removeprefix("reclaim.") for m in entries)
+    # One directory per stamp: Snakemake lists a directory's files once, the first time it
+    # checks one of them, and takes files created after that as missing; a stamp is created
+    # before its first check, so its own directory is always listed with it inside.
+    path = os.path.join(stamp_dir, label, "sha256")
+    hit = _STAMPS.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[2] < RECHECK_S:
+        return path
+    # Otherwise a hit costs one os.stat per closure file: unchanged files mean an unchanged
+    # closure (an added import changes the importing file), hence an unchanged stamp.
+    if hit is not None and all(_DIGESTS.get(f, (None,))[0] == _stamp(f) for f in hit[0]) \
+            and os.path.isfile(path):
+        _STAMPS[key] = (hit[0], hit[1], now)
+        return path
+    files = tuple(closure(entries, module_file))
+    text = "".join(f"{_sha256(f)}  {Path(f).relative_to(src_root).as_posix()}\n" for f in files)
+    try:
+        current = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        current = None
+    if current != text:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_text(path, text)
+        # The stamp takes the newest source file's mtime, so it orders against outputs exactly
+        # as the files themselves did (a fresh clone plus `dvc pull` of results is up to date).
+        newest = max((st[0] for st in map(_stamp, files) if st is not None), default=None)
+        if newest is not None:
+            os.utime(path, ns=(newest, newest))
+    _STAMPS[key] = (files, text, time.monotonic())
+    return path

@@ -78,8 +78,10 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
     from reclaim import adapters, claims, select
     from reclaim.data import pools
     from reclaim.data.glue import TASKS
+    from reclaim.data.tasks import TASKS as ALL_TASKS
 
     _check_entries(cfg, "methods", "adapter", adapters, "adapter", source)
+    _check_scratch_models(cfg, source)
     _check_entries(cfg, "selectors", "selector", select, "selector", source)
     for name, pool in cfg.get("pools", {}).items():
         if pool["builder"] not in pools.names():
@@ -120,25 +122,72 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
                 if arm not in c.get("arms", {}):
                     raise ConfigError(f"{where}.scales.{sname}.seeds_by_arm.{arm}: not an arm of the claim "
                                       f"(arms: {', '.join(c.get('arms', {})) or 'none'})")
+            _check_task_models(cfg, s, f"{where}.scales.{sname}")
             sw = s.get("score_with")
             if sw and sw["model"] not in cfg["models"]:
                 raise ConfigError(f"{where}.scales.{sname}.score_with.model: unknown model {sw['model']!r}")
-            if sw and sw["task"] not in TASKS:
+            if sw and sw["task"] not in ALL_TASKS:
                 raise ConfigError(f"{where}.scales.{sname}.score_with.task: unknown task {sw['task']!r} "
-                                  f"(known: {', '.join(TASKS)})")
+                                  f"(known: {', '.join(ALL_TASKS)})")
             if s.get("pool") and s["pool"] not in cfg.get("pools", {}):
                 raise ConfigError(f"{where}.scales.{sname}.pool: unknown pool {s['pool']!r} "
                                   f"(defined under pools: {', '.join(cfg.get('pools', {})) or 'none'})")
             for i, task in enumerate(s.get("tasks", [])):
-                if task not in TASKS:
+                if task not in ALL_TASKS:
                     raise ConfigError(f"{where}.scales.{sname}.tasks[{i}]: unknown task {task!r} "
-                                      f"(known: {', '.join(TASKS)})")
+                                      f"(known: {', '.join(ALL_TASKS)})")
         if cfg["scale"] not in c["scales"]:
             raise ConfigError(f"{where}.scales: no settings for the selected scale {cfg['scale']!r}")
         try:
             claims.get(c["aggregator"]).check_config(c, f"{where}")
         except ValueError as exc:  # an aggregator's own check: reported like every other key
             raise ConfigError(str(exc)) from None
+
+
+def _check_task_models(cfg: dict[str, Any], s: dict[str, Any], where: str) -> None:
+    """``per_task`` names known tasks and models, and every (model, task) context
+    pairs a framing with a task of its modality (an image task needs an image framing)."""
+    from reclaim import framings
+    from reclaim.data.tasks import modality
+    from reclaim.jobs import contexts
+
+    tasks = s.get("tasks", [])
+    for task, own in s.get("per_task", {}).items():  # a task the scale does not list: unused
+        if task not in _all_tasks():
+            raise ConfigError(f"{where}.per_task.{task}: unknown task {task!r} (known: {', '.join(_all_tasks())})")
+        for i, model in enumerate(own.get("models", [])):
+            if model not in cfg["models"]:
+                raise ConfigError(f"{where}.per_task.{task}.models[{i}]: unknown model {model!r}")
+    for model, task in contexts(s, [t for t in tasks if t in _all_tasks()]):
+        if model not in cfg["models"]:
+            continue  # reported with its own key
+        framing = framings.get(cfg["models"][model]["framing"])
+        if framing.modality != modality(task):
+            key = "per_task." + task + ".models" if model in s.get("per_task", {}).get(task, {}).get("models", []) else "models"
+            raise ConfigError(f"{where}.{key}: model {model!r} ({framing.name}, {framing.modality}) cannot run "
+                              f"{modality(task)} task {task!r}; give the task its own model under "
+                              f"{where}.per_task.{task}.models")
+
+
+def _check_scratch_models(cfg: dict[str, Any], source: str) -> None:
+    """A framing that builds its network from scratch needs ``from_scratch: {arch}``, and only
+    such a framing can use it (the others load pretrained weights)."""
+    from reclaim import framings
+
+    for name, entry in cfg["models"].items():
+        scratch = getattr(framings.get(entry["framing"]), "from_scratch", False)
+        if scratch and not entry.get("from_scratch"):
+            raise ConfigError(f"{source}: models.{name}: framing {entry['framing']!r} trains from scratch; "
+                              "give from_scratch: {arch: ...}")
+        if entry.get("from_scratch") and not scratch:
+            raise ConfigError(f"{source}: models.{name}.from_scratch: framing {entry['framing']!r} loads "
+                              "pretrained weights; from_scratch needs a from-scratch framing (image_cls)")
+
+
+def _all_tasks() -> dict[str, Any]:
+    from reclaim.data.tasks import TASKS
+
+    return TASKS
 
 
 def _check_entries(cfg: dict[str, Any], section: str, key: str, registry: Any, kind: str, source: str) -> None:
@@ -192,6 +241,12 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                 if body["method"] not in cfg["methods"]:
                     raise ConfigError(f"{at}.method: unknown method {body['method']!r} "
                                       f"(defined under methods: {', '.join(cfg['methods'])})")
+                if "weight_mode" in body and "select" not in stages:
+                    raise ConfigError(f"{at}.weight_mode: the arm has no select step before this train step, "
+                                      "so there is no selection to weight")
+                if body.get("weight_mode") == "loss" and "reweighting" in body:
+                    raise ConfigError(f"{at}: weight_mode loss and reweighting both set the training loss; "
+                                      "use one (or weight_mode sampler with reweighting)")
                 if "reweighting" in body:
                     from reclaim import reweight
 
@@ -203,6 +258,37 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     if not s.get("models") or not s.get("tasks"):
                         raise ConfigError(f"{where}.scales.{sname}: arm {arm!r} trains, so the scale needs "
                                           "models and tasks")
+            elif stage == "pretrain":
+                from reclaim.plan import STEP_KEYS
+                from reclaim.pretrain._base import resolve as resolve_pretrain
+
+                try:
+                    resolve_pretrain({k: v for k, v in body.items() if k not in STEP_KEYS})
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"{at}: {exc}") from None
+                if "reweighting" in body:
+                    from reclaim import reweight
+
+                    try:
+                        reweight.resolve(body["reweighting"])
+                    except (TypeError, ValueError) as exc:
+                        raise ConfigError(f"{at}.reweighting: {exc}") from None
+                trains = any("train" in st for st in steps)
+                if body.get("pool") and body["pool"] not in cfg.get("pools", {}):
+                    raise ConfigError(f"{at}.pool: unknown pool {body['pool']!r} "
+                                      f"(defined under pools: {', '.join(cfg.get('pools', {})) or 'none'})")
+                for sname, s in c["scales"].items():
+                    try:
+                        resolve_pretrain({**{k: v for k, v in body.items() if k not in STEP_KEYS},
+                                          **s.get("pretrain", {})})
+                    except (TypeError, ValueError) as exc:
+                        raise ConfigError(f"{where}.scales.{sname}.pretrain: {exc}") from None
+                    if not s.get("pool") and not body.get("pool"):
+                        raise ConfigError(f"{at}: arm {arm!r} pretrains on pool text, so the step or the "
+                                          f"scale ({where}.scales.{sname}) needs a pool")
+                    if not trains and not s.get("score_with"):
+                        raise ConfigError(f"{at}: arm {arm!r} does not train, so the model to pretrain comes "
+                                          f"from claims.{cname}.scales.{sname}.score_with")
             elif stage == "evaluate":
                 if body["evaluator"] not in evaluate.names():
                     raise ConfigError(f"{at}.evaluator: unknown evaluator {body['evaluator']!r} "
@@ -211,11 +297,19 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     evaluate.get(body["evaluator"]).make_params(body.get("params"))
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{at}.params: {exc}") from None
+                if getattr(evaluate.get(body["evaluator"]), "needs_model", False) and "train" not in stages:
+                    for sname, s in c["scales"].items():
+                        if not s.get("score_with"):
+                            raise ConfigError(f"{at}.evaluator: {body['evaluator']!r} embeds with a model and arm "
+                                              f"{arm!r} does not train: give claims.{cname}.scales.{sname}"
+                                              ".score_with: {model, task}")
         needs_model = [st["select"]["selector"] for st in steps if "select" in st
                        and select.get(cfg["selectors"][st["select"]["selector"]]["selector"]).needs_model]
-        if needs_model and "train" not in stages:
+        no_ctx = [sname for sname, s in c["scales"].items() if not s.get("score_with")]
+        if needs_model and "train" not in stages and no_ctx:
             raise ConfigError(f"{where}.arms.{arm}: selector {needs_model[0]!r} scores with a model, so the "
-                              "arm must train (its train step's (model, task) context gives the model)")
+                              "arm must train (its train step's (model, task) context gives the model) or "
+                              f"claims.{cname}.scales.{no_ctx[0]} must give score_with: {{model, task}}")
         if "train" in stages and "select" in stages and stages.index("select") > stages.index("train"):
             raise ConfigError(f"{where}.arms.{arm}: a select step after train has nothing to select for")
 

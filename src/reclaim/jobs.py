@@ -28,14 +28,19 @@ def glue_dir(cfg: dict[str, Any]) -> str | None:
     return os.path.realpath(os.path.expanduser(path)) if path else None
 
 
-def scale_settings(cfg: dict[str, Any], claim: str, scale: str | None = None) -> dict[str, Any]:
-    return cfg["claims"][claim]["scales"][scale or cfg["scale"]]
+def scale_settings(cfg: dict[str, Any], claim: str, scale: str | None = None,
+                   task: str | None = None) -> dict[str, Any]:
+    """A claim's settings at a scale; for ``task``, its ``per_task.<task>`` keys replace the
+    scale's keys of the same name (an image task's own model, data size and training)."""
+    s = cfg["claims"][claim]["scales"][scale or cfg["scale"]]
+    override = s.get("per_task", {}).get(task) if task else None
+    return {**s, **override} if override else s
 
 
 def model_identity(cfg: dict[str, Any], model: str) -> dict[str, Any]:
     entry = cfg["models"][model]
     ident = {"name": model, "framing": entry["framing"]}
-    for key in ("hub_id", "gguf_file"):
+    for key in ("hub_id", "gguf_file", "from_scratch"):
         if entry.get(key):
             ident[key] = entry[key]
     if entry.get("package"):
@@ -46,11 +51,13 @@ def model_identity(cfg: dict[str, Any], model: str) -> dict[str, Any]:
 
 def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: str, seed: int,
               scale: str | None = None, selection: dict[str, Any] | None = None,
-              reweighting: dict[str, Any] | None = None) -> dict[str, Any]:
+              reweighting: dict[str, Any] | None = None, init: dict[str, Any] | None = None) -> dict[str, Any]:
     """``selection``: {"id": subset job id, "weight_mode"} when the arm trains on a selection;
-    ``reweighting``: the train step's {strategy, r, burn_in} (reclaim.reweight). Each enters the
-    spec (and so the hash) only when present, so plain jobs keep their ids."""
-    s = scale_settings(cfg, claim, scale)
+    ``reweighting``: the train step's {strategy, r, burn_in} (reclaim.reweight); ``init``:
+    {"pretrain": job id, "model_dir"} when the weights come from an earlier step of the arm
+    instead of the model's own checkpoint. Each enters the spec (and so the hash) only when
+    present, so plain jobs keep their ids."""
+    s = scale_settings(cfg, claim, scale, task)
     m = cfg["methods"][method]
     train = {**cfg["train_defaults"], **s.get("train", {}), **m.get("train", {})}
     params = adapters.get(m["adapter"]).make_params(m.get("params"))
@@ -70,6 +77,8 @@ def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: st
         spec["selection"] = dict(selection)
     if reweighting is not None:
         spec["reweighting"] = reweight.resolve(reweighting)
+    if init is not None:
+        spec["init"] = dict(init)
     spec["cfg"] = spec_hash(spec)
     spec["job_id"] = f"{model}/{task}/{method}/{spec['cfg']}/seed{seed}"
     return spec
@@ -97,11 +106,18 @@ def claim_jobs(cfg: dict[str, Any], claim: str, tasks: list[str] | None = None,
     s = scale_settings(cfg, claim, scale)
     return [
         make_spec(cfg, claim, model, task, method, seed, scale)
-        for model in s["models"]
-        for task in (tasks if tasks is not None else s["tasks"])
+        for model, task in contexts(s, tasks if tasks is not None else s["tasks"])
         for method in cfg["claims"][claim]["methods"]
         for seed in s["seeds"]
     ]
+
+
+def contexts(s: dict[str, Any], tasks: list[str]) -> list[tuple[str, str]]:
+    """(model, task) pairs of a scale: the scale's models x its tasks (models outer, as always),
+    then each task with its own ``per_task`` models."""
+    own = s.get("per_task", {})
+    return ([(m, t) for m in s.get("models", []) for t in tasks if "models" not in own.get(t, {})]
+            + [(m, t) for t in tasks if "models" in own.get(t, {}) for m in own[t]["models"]])
 
 
 def module_file(module: str) -> Path:
@@ -120,7 +136,23 @@ def code_closure(entry_modules: list[str]) -> list[str]:
     return code_deps.closure(entry_modules, module_file)
 
 
-def train_code(spec: dict[str, Any]) -> list[str]:
+CODE_STAMP_DIR = ".reclaim/code"
+
+
+def code_stamp(entry_modules: list[str]) -> str:
+    """The one input that stands for ``code_closure(entry_modules)`` in a rule: a file under
+    ``.reclaim/code/`` (relative to the workflow directory) holding the sha256 of each file of
+    the closure, rewritten only when one of them changes (reclaim.code_deps.stamp)."""
+    from reclaim import code_deps
+
+    return code_deps.stamp(entry_modules, module_file, SRC_DIR, CODE_STAMP_DIR)
+
+
+def train_modules(spec: dict[str, Any]) -> list[str]:
     strategy = [f"reclaim.reweight.{spec['reweighting']['strategy']}"] if spec.get("reweighting") else []
-    return code_closure(["reclaim.train", f"reclaim.adapters.{spec['method']['adapter']}",
-                         f"reclaim.framings.{spec['model']['framing']}", *strategy])
+    return ["reclaim.train", f"reclaim.adapters.{spec['method']['adapter']}",
+            f"reclaim.framings.{spec['model']['framing']}", *strategy]
+
+
+def train_code(spec: dict[str, Any]) -> list[str]:
+    return code_closure(train_modules(spec))

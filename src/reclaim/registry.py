@@ -6,6 +6,7 @@ a file, never editing a switch."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,9 +16,15 @@ from typing import Any
 class ModuleRegistry:
     def __init__(self, package: str, directory: Path, attribute: str, kind: str) -> None:
         self.package, self.directory, self.attribute, self.kind = package, directory, attribute, kind
+        self._names: tuple[int, list[str]] | None = None
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.directory.glob("*.py") if not p.stem.startswith("_"))
+        # Planning asks once per job; list the directory again only when it changed (a file
+        # added, removed or renamed changes its mtime).
+        stamp = os.stat(self.directory).st_mtime_ns
+        if self._names is None or self._names[0] != stamp:
+            self._names = (stamp, sorted(p.stem for p in self.directory.glob("*.py") if not p.stem.startswith("_")))
+        return list(self._names[1])
 
     def module(self, name: str) -> ModuleType:
         # Already imported: no directory listing (the DAG asks once per job).

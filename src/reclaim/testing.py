@@ -611,14 +611,26 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                       max_train: int = 32, max_eval: int = 16) -> dict:
     """A --configfile override: the flagship claim at smoke scale on tiny fixture models."""
     return {
+        # the requested models, and tiny-gpt2 for the loss-reweighting claim's LM arms
         "models": {n: {"framing": TINY_FRAMINGS[n][1], "local_dir": str(tiny_models[TINY_FRAMINGS[n][0]])}
-                   for n in models},
+                   for n in dict.fromkeys([*models, "tiny-gpt2"])},
         # The selection claim's pool, sized for the miniature GLUE fixture (48 train rows a task).
-        "pools": {"dsir_text": {"builder": "text_pool", "params": {
+        "pools": {"wikitext_lm": {"builder": "wikitext_lm", "params": {"chunk_words": 12, "max_heldout_chunks": 8}},
+                  "dsir_text": {"builder": "text_pool", "params": {
             "hidden": "sst2/train", "glue": ["cola/train", "mrpc/train"], "wikitext_splits": ["valid", "test"],
-            "chunk_words": 8, "target_size": 8, "heldout_size": 6}}},
-        # fewer k-means prototypes than the fixture's smallest training subsample
-        "selectors": {"prototypes": {"selector": "prototypes", "params": {"clusters": 4, "seed": 0}}},
+            "chunk_words": 8, "target_size": 8, "heldout_size": 6}},
+            # Data Shapley's flipped-label pool from the fixture's 48 train / 24 dev SST-2 rows
+            "shapley_sst2_300": {"builder": "flipped_labels", "params": {
+                "task": "sst2", "pool_size": 24, "flip_fraction": 0.25, "target_size": 12, "seed": 0}},
+            # TAROT's multimodal mixture, sized for the fixture (48 train, 24 dev rows a task)
+            "tarot_mixture": {"builder": "glue_mixture", "params": {
+                "candidates": {"sst2/train": 40, "cola/train": 40, "mrpc/train": 40},
+                "mixture": {"sst2/dev": 0.6, "cola/dev": 0.3, "mrpc/dev": 0.1},
+                "target_size": 10, "heldout_size": 12}}},
+        # fewer k-means prototypes than the fixture's smallest training subsample; a few TMC
+        # permutations
+        "selectors": {"prototypes": {"selector": "prototypes", "params": {"clusters": 4, "seed": 0}},
+                      "tmc_shapley": {"selector": "tmc_shapley", "params": {"max_iterations": 3, "window": 2}}},
         "claims": {
             "lora_ga_glue": {
                 "methods": list(methods),
@@ -629,6 +641,14 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                     "resources": {"threads": 1},
                 }},
             },
+            # the DSIR claim's downstream arms (pretrain on the selection, fine-tune) on the first
+            # tiny model and task, one seed
+            "dsir_glue": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1],
+                "seeds_by_arm": {a: [0] for a in ("random_ft", "heuristic_ft", "dsir_ft", "no_pretrain")},
+                "max_train_examples": max_train, "max_eval_examples": max_eval,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+            }}},
             # the data-pruning claim on the first tiny model and task (its selectors score with it)
             "data_diet": {"scales": {"smoke": {
                 "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
@@ -636,15 +656,28 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                 "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
                 "resources": {"threads": 1},
             }}},
+            # TAROT: pool-based arms that embed with the first tiny model (score_with)
+            "tarot": {"scales": {"smoke": {
+                "score_with": {"model": list(models)[0], "task": list(tasks)[0]}, "seeds": list(seeds),
+                "resources": {"threads": 1},
+            }}},
             # the reweighting claim: fine-tuning arms on the first tiny model and task, with the
             # flagship's settings (so its uniform arm is the flagship's full_ft job), toy arms
             # on the same seeds
             "loss_reweighting": {"scales": {"smoke": {
                 "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
-                "seeds_by_arm": {f"toy_{s}": list(seeds) for s in ("uniform", "linupper", "quadratic", "extremes")},
+                "seeds_by_arm": {**{f"toy_{s}": list(seeds) for s in ("uniform", "linupper", "quadratic", "extremes")},
+                                 **{f"lm_{s}": list(seeds) for s in ("uniform", "linupper", "quadratic")}},
+                "score_with": {"model": "tiny-gpt2", "task": "sst2"},
+                "pretrain": {"max_steps": 3, "max_length": 32, "eval_examples": 4},
                 "max_train_examples": max_train, "max_eval_examples": max_eval,
                 "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
                 "resources": {"threads": 1},
+            }}},
+            # the valuation claim: its pool above, scored with the first tiny model
+            "data_shapley": {"scales": {"smoke": {
+                "score_with": {"model": list(models)[0], "task": "sst2"}, "seeds": [0, 1],
+                "seeds_by_arm": {"random": [0, 1]}, "resources": {"threads": 1},
             }}},
         },
         "scale": "smoke",
@@ -713,3 +746,62 @@ def planned_jobs(out: str) -> list[tuple[str, dict[str, str]]]:
         pairs = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
         jobs.append((m.group(1), pairs))
     return jobs
+
+
+# --- image fixtures (reclaim.data.images) ---------------------------------------------------------
+
+
+def fixture_images(n: int, shape: tuple[int, int, int], classes: int = 10, seed: int = 0):  # -> (pixels, labels)
+    """(n, C, H, W) uint8 images whose class is learnable: class c lights up horizontal band
+    c of the image over uniform noise; labels cycle through the classes, then are shuffled."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    labels = rng.permutation(np.arange(n) % classes).astype(np.int64)
+    pixels = rng.integers(0, 96, size=(n, c, h, w)).astype(np.int64)
+    band = max(1, h // classes)
+    for i, y in enumerate(labels):
+        pixels[i, :, y * band:(y + 1) * band, :] += 150
+    return np.clip(pixels, 0, 255).astype(np.uint8), labels
+
+
+def write_idx(path: Path, array, gz: bool = True) -> Path:  # array: numpy uint8
+    """One IDX file (magic 0x0000 08 <rank>, big-endian uint32 dims, bytes), gzipped or raw."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = b"\x00\x00\x08" + bytes([a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+    Path(path).write_bytes(gzip.compress(raw, mtime=0) if gz else raw)
+    return Path(path)
+
+
+def write_fashion_mnist_fixture(out_dir: Path, n_train: int = 200, n_dev: int = 100, seed: int = 0,
+                                gz: bool = True) -> Path:
+    """A miniature Fashion-MNIST directory in the IDX layout of the real files."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for prefix, n, s in (("train", n_train, seed), ("t10k", n_dev, seed + 1)):
+        pixels, labels = fixture_images(n, (1, 28, 28), seed=s)
+        write_idx(out_dir / f"{prefix}-images-idx3-ubyte{suffix}", pixels[:, 0], gz)
+        write_idx(out_dir / f"{prefix}-labels-idx1-ubyte{suffix}", labels, gz)
+    return out_dir
+
+
+def write_cifar10_fixture(out_dir: Path, per_batch: int = 20, seed: int = 0) -> Path:
+    """A miniature CIFAR-10 "python version" directory: data_batch_1..5 and test_batch, each a
+    pickled dict with ``data`` (n, 3072) uint8 and ``labels``, as the real batches."""
+    import pickle
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate([*(f"data_batch_{b}" for b in range(1, 6)), "test_batch"]):
+        pixels, labels = fixture_images(per_batch, (3, 32, 32), seed=seed + i)
+        batch = {b"batch_label": name.encode(), b"labels": [int(y) for y in labels],
+                 b"data": pixels.reshape(per_batch, -1), b"filenames": [b"x.png"] * per_batch}
+        (out_dir / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return out_dir

@@ -27,13 +27,13 @@ from typing import Any
 
 from reclaim import adapters, checkpoint, framings, reweight
 from reclaim.data import selection
-from reclaim.data.glue import get_task
 from reclaim.data.selection import subsample
-from reclaim.io import read_jsonl, write_json
+from reclaim.data.tasks import get_task, read_rows
+from reclaim.io import write_json
 from reclaim.metrics import compute
 from reclaim.models import ResolvedModel
 
-ROW_KEYS = ("text_a", "text_b", "label")  # what framings read from a canonical GLUE row
+ROW_KEYS = ("text_a", "text_b", "label")  # what text framings read from a canonical GLUE row
 
 
 @dataclass
@@ -140,14 +140,18 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    train_rows = subsample(read_jsonl(train_path, ROW_KEYS), dcfg["max_train_examples"],
+    train_rows = subsample(read_rows(train_path, ROW_KEYS), dcfg["max_train_examples"],
                            dcfg["subsample_seed"])
+    sample_weights = None  # the selection's weights in ``loss`` / ``sampler`` mode (reclaim.data.selection)
     if spec.get("selection"):
         if subset_path is None:
             raise ValueError(f"{spec['job_id']}: the spec trains on selection {spec['selection']['id']} "
                              "but no subset file was given")
-        train_rows = selection.apply(train_rows, subset_path, spec["selection"]["weight_mode"])
-    dev_rows = subsample(read_jsonl(dev_path, ROW_KEYS), dcfg["max_eval_examples"], dcfg["subsample_seed"])
+        mode = spec["selection"]["weight_mode"]
+        train_rows, sample_weights = selection.apply_weighted(train_rows, subset_path, mode)
+        if mode == "loss":
+            loss_hook = selection.WeightedLoss(framing)
+    dev_rows = subsample(read_rows(dev_path, ROW_KEYS), dcfg["max_eval_examples"], dcfg["subsample_seed"])
     train_items = framing.encode(tok, task, train_rows, tcfg["max_length"])
     dev_items = framing.encode(tok, task, dev_rows, tcfg["max_length"])
     prep_s = time.perf_counter() - t0
@@ -157,12 +161,20 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     total_steps = max(1, math.ceil(float(tcfg["epochs"]) * steps_per_epoch))
 
     def batches(n_examples: int, batch_size: int, generator_seed: int,
-                start: int = 0) -> Iterator[dict[str, Any]]:
-        """Batches in a seeded order; ``start`` skips batches already trained on (resume)."""
-        g = torch.Generator().manual_seed(generator_seed)
-        order = torch.randperm(len(train_items), generator=g).tolist()[:n_examples]
+                start: int = 0, weighted: bool = False) -> Iterator[dict[str, Any]]:
+        """Batches in a seeded order; ``start`` skips batches already trained on (resume);
+        ``weighted``: carry the ``loss``-mode selection weights as ``sample_weight``."""
+        if sample_weights is not None and spec["selection"]["weight_mode"] == "sampler":
+            order = selection.sampled_order(sample_weights, generator_seed)[:n_examples]
+        else:
+            g = torch.Generator().manual_seed(generator_seed)
+            order = torch.randperm(len(train_items), generator=g).tolist()[:n_examples]
         for i in range(start * batch_size, len(order), batch_size):
-            yield _to(framing.collate(tok, [train_items[j] for j in order[i:i + batch_size]]), device)
+            idx = order[i:i + batch_size]
+            batch = framing.collate(tok, [train_items[j] for j in idx])
+            if weighted and sample_weights is not None and spec["selection"]["weight_mode"] == "loss":
+                batch["sample_weight"] = torch.tensor([sample_weights[j] for j in idx])
+            yield _to(batch, device)
 
     ctx = adapters._base.AdapterContext(
         loss_fn=framing.loss,
@@ -218,7 +230,7 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
                    mininterval=2.0)
         term.deferring = True
         while step < total_steps:
-            for batch in batches(len(train_items), bs, seed * 1000 + epoch, start=pos):
+            for batch in batches(len(train_items), bs, seed * 1000 + epoch, start=pos, weighted=True):
                 loss = loss_hook.loss(model, batch, step)
                 extra = adapter.extra_loss(model, params)
                 total_loss = loss if extra is None else loss + extra

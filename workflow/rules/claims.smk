@@ -14,7 +14,7 @@ def _claim_runs(wildcards):
 rule claim_table:
     input:
         results=_claim_results,
-        code=lambda wc: code_closure([f"reclaim.claims.{config['claims'][wc.claim]['aggregator']}"]),
+        code=lambda wc: code_stamp([f"reclaim.claims.{config['claims'][wc.claim]['aggregator']}"]),
     output:
         csv=report("results/{claim}.csv", caption="../report/claim_table.rst", category="{claim}",
                    subcategory="table", labels={"file": "table (CSV)"}),
@@ -48,7 +48,7 @@ rule claim_table:
 rule claim_table_html:
     input:
         csv="results/{claim}.csv",
-        code=code_closure(["reclaim.reports"]),
+        code=code_stamp(["reclaim.reports"]),
     output:
         report("results/report/{claim}_table.html", caption="../report/claim_table_html.rst",
                category="{claim}", subcategory="table", labels={"file": "table (HTML)"}),
@@ -63,7 +63,7 @@ rule claim_table_html:
 rule claims_summary:
     input:
         results=[f"results/{claim}.json" for claim in config["claims"]],
-        code=code_closure(["reclaim.reports"]
+        code=code_stamp(["reclaim.reports"]
                           + sorted({f"reclaim.claims.{c['aggregator']}" for c in config["claims"].values()})),
     output:
         md=report("results/claims.md", caption="../report/claims_summary.rst", category="Summary",

@@ -3,8 +3,9 @@
 # params.yaml fails here, naming the key.
 from reclaim import plan as reclaim_plan
 from reclaim.config import ConfigError, validate
-from reclaim.data.glue import missing_files, task_file
-from reclaim.jobs import code_closure, glue_dir, result_path, train_code
+from reclaim.data.glue import TASKS as GLUE_TASKS, missing_files, task_file
+from reclaim.data.tasks import split_path
+from reclaim.jobs import code_stamp, glue_dir, result_path, train_modules
 from reclaim.models import ModelNotAvailable, resolve
 from reclaim.tracking import tracking_uri
 
@@ -29,6 +30,8 @@ def _missing_tasks(claim):
         return {}
     out = {}
     for task in config["claims"][claim]["scales"][SCALE].get("tasks", []):
+        if task not in GLUE_TASKS:  # image tasks: their prepare rule names a missing source
+            continue
         absent = missing_files(GLUE_DIR, task)
         if absent:
             out[task] = f"{absent[0]} not found"

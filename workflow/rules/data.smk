@@ -13,7 +13,7 @@ def _glue_source(wildcards):
 rule prepare_glue:
     input:
         source=_glue_source,
-        code=code_closure(["reclaim.data.glue", "reclaim.io"]),
+        code=code_stamp(["reclaim.data.glue", "reclaim.io"]),
     output:
         "data/glue/{task}/{split}.jsonl",
     params:
@@ -26,3 +26,45 @@ rule prepare_glue:
     shell:
         "{PY} -m reclaim prepare-glue --task {wildcards.task} --split {wildcards.split}"
         " --glue-dir {params.glue_dir:q} --hub-dataset {params.hub_dataset:q} --out {output:q}"
+
+
+# Image tasks (reclaim.data.images): Fashion-MNIST IDX files or CIFAR-10 python batches from a
+# local directory (data.<task>_dir, env FASHION_MNIST_DIR / CIFAR10_DIR, or Debian's
+# dataset-fashion-mnist), else the Hub, to one canonical .npz per split. The dev split is the
+# task's test split.
+
+
+def _image_dir(task):
+    from reclaim.data.images import source_dir
+
+    return source_dir(config, task) or ""
+
+
+def _image_source(wildcards):
+    from reclaim.data.images import MissingImageData, local_files
+
+    directory = _image_dir(wildcards.task)
+    if not directory:
+        return []
+    try:
+        return [str(p) for p in local_files(wildcards.task, directory, wildcards.split)]
+    except MissingImageData as exc:
+        raise ValueError(f"reclaim: {exc}") from None
+
+
+rule prepare_images:
+    input:
+        source=_image_source,
+        code=code_stamp(["reclaim.data.images", "reclaim.io"]),
+    output:
+        "data/images/{task}/{split}.npz",
+    params:
+        source_dir=lambda wc: _image_dir(wc.task),
+    wildcard_constraints:
+        split="train|dev",
+        task="fashion_mnist|cifar10",
+    benchmark:
+        "results/benchmarks/prepare_images/{task}/{split}.tsv"
+    shell:
+        "{PY} -m reclaim prepare-images --task {wildcards.task} --split {wildcards.split}"
+        " --source-dir {params.source_dir:q} --out {output:q}"

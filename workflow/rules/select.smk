@@ -17,7 +17,7 @@ rule build_pool:
         wikitext=lambda wc: [os.path.join(WIKITEXT_DIR, f"{s}.txt") for s in
                              plan_job("build_pool", f"{wc.pool}/{wc.pid}").spec["wikitext_splits"]]
                             if WIKITEXT_DIR else [],
-        code=lambda wc: code_closure(["reclaim.data.pool_run",
+        code=lambda wc: code_stamp(["reclaim.data.pool_run",
                                       f"reclaim.data.pools.{plan_job('build_pool', f'{wc.pool}/{wc.pid}').spec['builder']}"]),
     output:
         pool="data/pools/{pool}/{pid}/pool.jsonl",
@@ -46,7 +46,7 @@ def _score(wc):
 def _score_code(wc):
     spec = _score(wc).spec
     framing = [f"reclaim.framings.{spec['model']['framing']}"] if "model" in spec else []
-    return code_closure(["reclaim.select._run", f"reclaim.select.{spec['selector']}", *framing])
+    return code_stamp(["reclaim.select._run", f"reclaim.select.{spec['selector']}", *framing])
 
 
 def _score_model(wc):
@@ -91,7 +91,7 @@ rule subset:
     input:
         scores=lambda wc: _subset(wc).inputs["scores"],
         pool=lambda wc: _subset(wc).inputs["pool"],
-        code=code_closure(["reclaim.select._run", "reclaim.select.subsets"]),
+        code=code_stamp(["reclaim.select._run", "reclaim.select.subsets"]),
     output:
         subset="results/select/subsets/{selector}/{uid}/subset.tsv",
         meta="results/select/subsets/{selector}/{uid}/subset.json",

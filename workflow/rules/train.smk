@@ -3,12 +3,23 @@
 # hyperparameters, selection, seed): the hash in its path is its identity (reclaim.plan).
 
 
+def _train_model(wc):
+    """The weights the job starts from: the model's own, or (``init``) the model directory an
+    earlier step of the arm wrote (a pretrain job)."""
+    spec = job(wc)
+    if "init" in spec:
+        return json.dumps({"name": wc.model, "location": spec["init"]["model_dir"], "kind": "local_dir",
+                           "gguf_file": None}, sort_keys=True)
+    return json.dumps(MODELS[wc.model].__dict__, sort_keys=True)
+
+
 rule train:
     input:
-        train="data/glue/{task}/train.jsonl",
-        dev="data/glue/{task}/dev.jsonl",
+        train=lambda wc: split_path(wc.task, "train"),
+        dev=lambda wc: split_path(wc.task, "dev"),
         subset=lambda wc: plan_job("train", job(wc)["job_id"]).inputs.get("subset", []),
-        code=lambda wc: train_code(job(wc)),
+        pretrained=lambda wc: plan_job("train", job(wc)["job_id"]).inputs.get("pretrained", []),
+        code=lambda wc: code_stamp(train_modules(job(wc))),
     output:
         result="results/runs/{model}/{task}/{method}/{cfg}/seed{seed}/result.json",
     log:
@@ -17,7 +28,7 @@ rule train:
         "results/benchmarks/train/{model}/{task}/{method}/{cfg}/seed{seed}.tsv"
     params:
         spec=lambda wc: json.dumps(job(wc), sort_keys=True),
-        model=lambda wc: json.dumps(MODELS[wc.model].__dict__, sort_keys=True),
+        model=_train_model,
         scale=SCALE,
         tracking_uri=TRACKING_URI,
         experiment=EXPERIMENT,

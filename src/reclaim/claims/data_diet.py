@@ -13,7 +13,8 @@ from its steps, never from its name: the scorer is the select step's selector na
 is ``hard`` (subset top), ``easy`` (bottom), ``offset`` (Data Diet's window) or ``random``
 (the baseline selector), and the kept fraction is the budget.
 
-Verdicts, per (model, task), on dev accuracy (points). An arm's standard error combines the
+Verdicts, per (model, task), on dev accuracy (points); an image task's dev split is its test
+split (reclaim.data.images), so its table and verdicts are on test accuracy, as in the papers. An arm's standard error combines the
 seeds' spread (std / sqrt(n_seeds)) and the dev set's binomial error, as the LoRA-GA claim
 does; a difference's se adds two arms' in quadrature (reclaim.verdicts for the rule):
 

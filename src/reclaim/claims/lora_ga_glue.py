@@ -2,7 +2,8 @@
 points on the T5-base GLUE subset, lands close to full fine-tuning, and converges 2-4x
 faster than LoRA.
 
-Verdicts, per model, from the runs (accuracy, the paper's metric, averaged over the tasks
+Verdicts, per model, from the runs (each task's main GLUE metric: accuracy, the paper's metric,
+for classification; Pearson r x 100 for STS-B, the GLUE convention; averaged over the tasks
 present):
   (a) avg(LoRA-GA) - avg(LoRA) >= 0;
   (b) avg(full FT) - avg(LoRA-GA) <= within_points;
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reclaim.claims._common import verdict_config
+from reclaim.data.glue import main_metric
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import (
     binomial_se,
@@ -77,7 +79,8 @@ class LoraGaGlue:
         self._write_csv(out_csv, rows)
         payload = {
             "claim": claim_name, "scale": scale, "models": models, "tasks": tasks,
-            "missing_tasks": missing, "methods": claim["methods"], "metric": "accuracy",
+            "missing_tasks": missing, "methods": claim["methods"], "metric": avg_metric(present),
+            "task_metrics": {t: main_metric(t) for t in tasks},
             "metrics": flat, "verdicts": verdicts, "verdict_config": vcfg,
             "devices": sorted({r.get("device_name") or r.get("device", "?") for r in results}),
         }
@@ -106,16 +109,17 @@ class LoraGaGlue:
                     if paper[prop][t] is not None and paper.get(base, {}).get(t) is not None]
         metrics = result.get("metrics", {})
         rows = []
+        label = result.get("metric", "accuracy")
         for model in result.get("models", []):
-            p = metrics.get(f"{model}/{prop}/avg/accuracy")
-            b = metrics.get(f"{model}/{base}/avg/accuracy")
+            p = metrics.get(f"{model}/{prop}/avg/{label}")
+            b = metrics.get(f"{model}/{base}/avg/{label}")
             verdicts = [{"id": key.split("_", 1)[0], "key": key, "claim": v.get("claim", ""),
                          "verdict": v["verdict"], "estimate": v.get("estimate")}
                         for key, v in sorted(result.get("verdicts", {}).get(model, {}).items())]
             rows.append({"model": model, "reproduced": None if p is None or b is None else p - b,
                          "verdicts": verdicts})
         return {
-            "quantity": f"avg accuracy {prop} - {base} (points)",
+            "quantity": f"avg {label} {prop} - {base} (points)",
             "tasks": present,
             "paper_same_tasks": paper_gap(present),
             "paper_all_tasks": paper_gap(reported),
@@ -125,18 +129,19 @@ class LoraGaGlue:
 
     # -- rows -------------------------------------------------------------------------
     def _task_row(self, claim_name, scale, model, method, task, missing, rs, paper, flat):  # type: ignore[no-untyped-def]
+        metric = main_metric(task)
         row: dict[str, Any] = {"claim": claim_name, "scale": scale, "model": model, "method": method,
-                               "task": task, "metric": "accuracy"}
+                               "task": task, "metric": metric}
         if task in missing or not rs:
             row["status"] = "missing" if task in missing else "no runs"
             return row
-        acc = [r["metrics"]["accuracy"] for r in rs]
+        acc = [r["metrics"][metric] for r in rs]
         ref = paper.get(method, {}).get(task)
         row.update(status="ok", mean=mean(acc), std=std(acc), n_seeds=len(acc),
                    seeds=" ".join(str(r["spec"]["seed"]) for r in rs), paper=ref,
                    delta_to_paper=None if ref is None else mean(acc) - ref,
                    n_train=rs[0]["n_train"], n_eval=rs[0]["n_eval"])
-        flat[f"{model}/{method}/{task}/accuracy"] = row["mean"]
+        flat[f"{model}/{method}/{task}/{metric}"] = row["mean"]
         for extra in EXTRA_METRICS:
             if extra in rs[0]["metrics"]:
                 vals = [r["metrics"][extra] for r in rs]
@@ -145,17 +150,18 @@ class LoraGaGlue:
         return row
 
     def _avg_row(self, claim_name, scale, model, method, present, by, paper, flat):  # type: ignore[no-untyped-def]
+        label = avg_metric(present)
         row: dict[str, Any] = {"claim": claim_name, "scale": scale, "model": model, "method": method,
-                               "task": "avg", "metric": "accuracy", "tasks_in_avg": " ".join(present)}
+                               "task": "avg", "metric": label, "tasks_in_avg": " ".join(present)}
         per_task = {t: by.get((model, method, t), []) for t in present}
         if not present or any(not rs for rs in per_task.values()):
             row["status"] = "incomplete"
             return {"row": row, "mean": float("nan"), "se": float("nan")}
         seeds = sorted(set.intersection(*({r["spec"]["seed"] for r in rs} for rs in per_task.values())))
-        per_seed = [mean([next(r["metrics"]["accuracy"] for r in per_task[t] if r["spec"]["seed"] == s)
+        per_seed = [mean([next(r["metrics"][main_metric(t)] for r in per_task[t] if r["spec"]["seed"] == s)
                           for t in present]) for s in seeds]
-        task_means = {t: mean([r["metrics"]["accuracy"] for r in rs]) for t, rs in per_task.items()}
-        se_eval = math.sqrt(sum(binomial_se(task_means[t], per_task[t][0]["n_eval"]) ** 2
+        task_means = {t: mean([r["metrics"][main_metric(t)] for r in rs]) for t, rs in per_task.items()}
+        se_eval = math.sqrt(sum(eval_se(main_metric(t), task_means[t], per_task[t][0]["n_eval"]) ** 2
                                 for t in present)) / len(present)
         se_seeds = std(per_seed) / math.sqrt(len(per_seed)) if len(per_seed) > 1 else 0.0
         refs = [paper.get(method, {}).get(t) for t in present]
@@ -164,7 +170,7 @@ class LoraGaGlue:
         row.update(status="ok", mean=avg, std=std(per_seed), n_seeds=len(seeds),
                    seeds=" ".join(map(str, seeds)), paper=ref,
                    delta_to_paper=None if ref is None else avg - ref)
-        flat[f"{model}/{method}/avg/accuracy"] = avg
+        flat[f"{model}/{method}/avg/{label}"] = avg
         return {"row": row, "mean": avg, "se": math.sqrt(se_seeds**2 + se_eval**2),
                 "se_seeds": se_seeds, "se_eval": se_eval, "paper": ref}
 
@@ -173,7 +179,8 @@ class LoraGaGlue:
         prop, base, full = summary[v["proposed"]], summary[v["baseline"]], summary[v["full"]]
         d = prop["mean"] - base["mean"]
         a = threshold_verdict(d, math.hypot(prop["se"], base["se"]), 0.0, v["z"], ">=")
-        a["claim"] = f"{v['proposed']} average accuracy >= {v['baseline']} average accuracy"
+        label = avg_metric(present)
+        a["claim"] = f"{v['proposed']} average {label} >= {v['baseline']} average {label}"
         a["paper_estimate"] = _paper_diff(prop, base)
         e = full["mean"] - prop["mean"]
         b = threshold_verdict(e, math.hypot(full["se"], prop["se"]), v["within_points"], v["z"], "<=")
@@ -250,6 +257,21 @@ class LoraGaGlue:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
+
+
+def avg_metric(tasks: list[str]) -> str:
+    """The average row's name: "accuracy" when every task's main metric is accuracy, else
+    "score" (the GLUE score: the mean of the tasks' main metrics)."""
+    return "accuracy" if all(main_metric(t) == "accuracy" for t in tasks) else "score"
+
+
+def eval_se(metric: str, value: float, n: int) -> float:
+    """Sampling error of a dev-set metric in points: binomial for accuracy; for a correlation
+    the large-sample se of r, (1 - r^2) / sqrt(n - 1)."""
+    if metric == "accuracy":
+        return binomial_se(value, n)
+    r = value / 100.0
+    return 100.0 * (1.0 - r * r) / math.sqrt(max(n - 1, 1))
 
 
 def _paper_diff(x: dict[str, Any], y: dict[str, Any]) -> float | None:

@@ -17,9 +17,14 @@ differences (se = std / sqrt(n_seeds)). (c) pairs seeds too and adds both arms' 
 errors in quadrature (conservative: the arms share one dev set). Fewer than two seeds give no
 noise estimate, hence "inconclusive".
 
-Not built: the paper's LM experiments (GPT-2 / Llama pretraining on SlimPajama; the issue's
-SmolLM2-135M continued pretraining on WikiText-2 with perplexity) need an LM-pretraining stage
-that the spine does not have; the table says so in an ``lm`` row and no verdict is given.
+LM arms end with a ``pretrain`` step (reclaim.pretrain, objective ``clm``: SmolLM2-135M
+continued pretraining on WikiText-2 valid chunks, the paper's LM setting in miniature; its
+Sec. 5 pretrains GPT-2/Llama on SlimPajama), with the reweighting hook in the pretraining loop:
+
+  (d) LM: held-out (WikiText-2 test chunks) perplexity after pretraining, LinUpper - uniform
+      <= 0, per-seed paired differences (same data order and masks per seed).
+
+A claim without LM arms gets an ``lm`` row saying so and no verdict (d).
 """
 
 from __future__ import annotations
@@ -36,19 +41,21 @@ from reclaim.verdicts import binomial_se, mean, std, threshold_verdict
 
 TOY_EVALUATOR = "reweighting_toy"
 VERDICT_DEFAULTS = {"z": 2.0, "toy_step": 100, "toy_proposed": "toy_linupper", "toy_second": "toy_quadratic",
-                    "toy_baseline": "toy_uniform", "proposed": "sst2_linupper", "baseline": "sst2_uniform"}
+                    "toy_baseline": "toy_uniform", "proposed": "sst2_linupper", "baseline": "sst2_uniform",
+                    "lm_proposed": "lm_linupper", "lm_baseline": "lm_uniform"}
 TOY_ROLES, TUNE_ROLES = ("toy_proposed", "toy_second", "toy_baseline"), ("proposed", "baseline")
 PER_STRATEGY = ("strategy", "r", "burn_in")  # what toy arms may differ in; the rest is the data
 CSV_FIELDS = ["claim", "scale", "part", "arm", "strategy", "r", "burn_in", "model", "task", "metric",
               "mean", "std", "n_seeds", "seeds", "n_train", "n_eval", "status", "note"]
-LM_NOTE = ("not built: SmolLM2-135M continued pretraining on WikiText-2 (perplexity) needs an "
-           "LM-pretraining stage the spine does not have yet")
+LM_NOTE = "no LM arms in this claim (arms ending with a pretrain step: continued pretraining, perplexity)"
 
 
 def _kind(steps: list[dict[str, Any]]) -> str:
     (stage, body), = steps[-1].items()
     if stage == "evaluate" and body.get("evaluator") == TOY_EVALUATOR:
         return "toy"
+    if stage == "pretrain":
+        return "lm"
     return "tune" if stage == "train" else "other"
 
 
@@ -57,7 +64,7 @@ def _strategy(steps: list[dict[str, Any]]) -> dict[str, Any]:
     if stage == "evaluate":
         p = body.get("params") or {}
         return {"strategy": p.get("strategy", "uniform"), "r": p.get("r", 1.0), "burn_in": p.get("burn_in", 0)}
-    rw = body.get("reweighting")
+    rw = body.get("reweighting")  # a train or pretrain step
     return {"strategy": rw["strategy"], "r": rw.get("r", 1.0), "burn_in": rw.get("burn_in", 0)} if rw else \
         {"strategy": "uniform (no reweighting)", "r": "", "burn_in": ""}
 
@@ -99,11 +106,14 @@ class LossReweighting:
         kinds = {a: _kind(steps) for a, steps in arms.items()}
         at = int(vcfg["toy_step"])
         toy: dict[str, dict[int, list[float]]] = defaultdict(dict)          # arm -> seed -> curve
+        lm: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)        # arm -> seed -> pretrain record
         tune: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)  # (model, arm, task)
         for r in runs:
             res = r["result"]
             if kinds[r["arm"]] == "toy":
                 toy[r["arm"]][r["seed"]] = res["metrics"]["test_loss_curve"]
+            elif kinds[r["arm"]] == "lm":
+                lm[r["arm"]][r["seed"]] = res
             else:
                 tune[(r["model"], r["arm"], r["task"])][r["seed"]] = res
         models = list(dict.fromkeys(r["model"] for r in runs if r["model"]))
@@ -129,9 +139,26 @@ class LossReweighting:
                         first = rs[min(rs)]
                         row.update(n_train=first["n_train"], n_eval=first["n_eval"])
                     rows.append(row)
-        rows.append({"claim": claim_name, "scale": scale, "part": "lm", "arm": "", "metric": "perplexity",
-                     "status": "not run", "note": LM_NOTE})
+        lm_arms = [a for a in arms if kinds[a] == "lm"]
+        for arm in lm_arms:
+            rs = lm.get(arm, {})
+            first = rs[min(rs)] if rs else {}
+            for metric, key in (("heldout_perplexity", "heldout_ppl_after"),
+                                ("heldout_perplexity_before", "heldout_ppl_before")):
+                vals = [rs[s][key] for s in sorted(rs)]
+                flat[f"lm/{arm}/{metric}"] = mean(vals)
+                row = self._row(claim_name, scale, "lm", arm, arms[arm], first.get("spec", {}).get("model", {}).get("name"),
+                                "wikitext-2", metric, vals, sorted(rs))
+                if first:
+                    row.update(n_train=first["n_train"], n_eval=first["n_heldout"],
+                               note=f"{first['steps']} steps of continued causal-LM pretraining")
+                rows.append(row)
+        if not lm_arms:
+            rows.append({"claim": claim_name, "scale": scale, "part": "lm", "arm": "", "metric": "perplexity",
+                         "status": "not run", "note": LM_NOTE})
         verdicts: dict[str, dict[str, Any]] = {"toy": self._toy_verdicts(toy, vcfg)}
+        if vcfg["lm_proposed"] in lm_arms and vcfg["lm_baseline"] in lm_arms:
+            verdicts["lm"] = {"d_lm_perplexity_vs_uniform": self._lm_verdict(lm, vcfg)}
         for model in models:
             verdicts[model] = {"c_accuracy_vs_uniform": self._tune_verdict(model, tasks, tune, vcfg)}
         with atomic_path(out_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -141,7 +168,7 @@ class LossReweighting:
         devices = sorted({r["result"].get("device_name") or r["result"].get("device", "?") for r in runs})
         payload = {"claim": claim_name, "scale": scale, "models": models, "tasks": tasks, "missing_tasks": {},
                    "arms": list(arms), "metrics": flat, "verdicts": verdicts, "verdict_config": vcfg,
-                   "not_built": {"lm": LM_NOTE}, "devices": devices}
+                   **({} if lm_arms else {"not_built": {"lm": LM_NOTE}}), "devices": devices}
         write_json(out_json, payload)
         self._plot(out_png, arms, kinds, toy, tune, models, tasks, at, scale)
         return payload
@@ -167,6 +194,15 @@ class LossReweighting:
                         "seeds": seeds, "per_seed_differences": d,
                         "ratio": mean([arm[s][at] / base[s][at] for s in seeds]) if seeds else float("nan")}
         return out
+
+    def _lm_verdict(self, lm: dict[str, dict[int, dict[str, Any]]], v: dict[str, Any]) -> dict[str, Any]:
+        prop, base = lm.get(v["lm_proposed"], {}), lm.get(v["lm_baseline"], {})
+        seeds = sorted(set(prop) & set(base))
+        d = [prop[s]["heldout_ppl_after"] - base[s]["heldout_ppl_after"] for s in seeds]
+        se = std(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+        return {**threshold_verdict(mean(d), se, 0.0, v["z"], "<="),
+                "claim": f"held-out perplexity after continued pretraining: {v['lm_proposed']} <= {v['lm_baseline']}",
+                "seeds": seeds, "per_seed_differences": d}
 
     def _tune_verdict(self, model: str, tasks: list[str], tune: dict[tuple[str, str, str], dict[int, dict[str, Any]]],
                       v: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +233,8 @@ class LossReweighting:
                          "verdicts": [{"id": key.split("_", 1)[0], "key": key, "claim": x.get("claim", ""),
                                        "verdict": x["verdict"], "estimate": x.get("estimate")}
                                       for key, x in sorted(vs.items())]})
-        return {"quantity": "toy: test-loss difference LinUpper - uniform; fine-tuning: accuracy difference (points)",
+        return {"quantity": "toy: test-loss difference LinUpper - uniform; fine-tuning: accuracy difference (points); "
+                            "lm: held-out perplexity difference",
                 "tasks": result.get("tasks", []), "paper_same_tasks": None, "paper_all_tasks": None,
                 "paper_all_task_names": [], "rows": rows if result.get("metrics") else []}
 

@@ -96,6 +96,13 @@ TASKS: dict[str, GlueTask] = {
 }
 
 
+def main_metric(task: str) -> str:
+    """The metric a claim table reports for ``task``: accuracy for classification tasks (the
+    LoRA-GA and data papers' tables), Pearson r for STS-B (GLUE's first STS-B metric)."""
+    metrics = get_task(task).metrics
+    return "accuracy" if "accuracy" in metrics else metrics[0]
+
+
 class MissingTaskData(FileNotFoundError):
     """A task's files are absent from the configured GLUE directory."""
 

@@ -25,4 +25,6 @@ def code_modules(spec: dict[str, Any]) -> list[str]:
     evaluator picks by its parameters (a registry key), which the import graph cannot see."""
     ev = get(spec["evaluator"])
     extra = ev.code_modules(ev.make_params(spec["params"])) if hasattr(ev, "code_modules") else []
+    if "model" in spec:  # a needs_model evaluator runs the model's framing
+        extra = [*extra, "reclaim.select._run", f"reclaim.framings.{spec['model']['framing']}"]
     return ["reclaim.evaluate._run", f"reclaim.evaluate.{spec['evaluator']}", *extra]

@@ -19,6 +19,10 @@ def evaluate(a: argparse.Namespace) -> int:
     inputs = dict(item.split("=", 1) for item in a.input)
     with tracked(a, "evaluate", f"{spec['evaluator']}", spec) as m:
         seed = {"seed": spec["seed"]} if "seed" in spec else {}  # seeded evaluators only
+        if getattr(ev, "needs_model", False):  # embeds with the arm's model, as the score rule passes it
+            from reclaim.select._run import _model_context
+
+            seed["model"] = _model_context(a, spec)
         metrics = ev.evaluate(inputs, params, **seed)
         m.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         write_json(a.out, {"spec": spec, "metrics": metrics, "device_name": cpu_name()})

@@ -2,7 +2,8 @@
 
 One module per framing (file name = registry key), defining ``FRAMING``:
 ``encoder_cls`` (encoder + classification head), ``seq2seq`` (text-to-text with label words,
-the LoRA-GA paper's T5 setup) and ``causal_lm`` (decoder-only with label words).
+the LoRA-GA paper's T5 setup), ``causal_lm`` (decoder-only with label words) and
+``image_cls`` (CNNs trained from scratch on the image tasks).
 """
 
 from __future__ import annotations

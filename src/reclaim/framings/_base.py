@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 
@@ -12,8 +14,19 @@ if TYPE_CHECKING:
     from reclaim.models import ResolvedModel
 
 
+@dataclass(frozen=True)
+class ScoringOutputs:
+    """What a framing that trains its own scoring networks returns (``train_for_scores``):
+    softmax outputs (runs, n, k) and, when asked, per-example gradient norms (runs, n)."""
+
+    probs: np.ndarray
+    grad_norms: np.ndarray | None = None
+
+
 class Framing:
     name: str = ""
+    modality: str = "text"  # the kind of task it poses: a task's modality must match (config check)
+    from_scratch: bool = False  # True: builds its network from a seeded init (models.<name>.from_scratch)
 
     def load(self, model: ResolvedModel, task: GlueTask) -> tuple[nn.Module, Any]:
         """Return (model, tokenizer)."""
@@ -47,6 +60,14 @@ class Framing:
         (text or image) supports those selectors by defining it."""
         raise NotImplementedError(f"framing {self.name!r} defines no features(); model-based "
                                   "selectors need it")
+
+    def train_for_scores(self, model: ResolvedModel, task: Any, rows: list[dict[str, Any]], params: Any,
+                         desc: str, grad_norms: bool) -> ScoringOutputs | None:
+        """Data Diet's scoring networks: ``params.runs`` networks trained ``params.epochs`` epochs
+        on ``rows`` (reclaim.select._frozen.HeadParams), their outputs on ``rows``. None (the
+        default): the framing's model is a pretrained encoder, and the selectors train a linear
+        head on its frozen ``features`` instead (reclaim.select._frozen)."""
+        return None
 
 
 def require_classification(framing: Framing, task: GlueTask) -> None:

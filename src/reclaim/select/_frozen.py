@@ -9,8 +9,13 @@ arm's pretrained encoder, frozen, topped by a linear softmax head trained for ``
 epochs of minibatch SGD; the scores are the papers' formulas applied to that head. This is
 a last-layer proxy, not the papers' protocol: the table says so.
 
+A framing whose model is trained from scratch (``image_cls``) has no pretrained encoder to
+freeze: it returns its own scoring networks' outputs (``Framing.train_for_scores``: per run
+the whole CNN trained ``epochs`` epochs from a seeded init, the paper's protocol), and
+``network_outputs`` hands them to EL2N and GraNd instead of the head's.
+
 Features come from the framing (``Framing.features(model, batch)``: text framings mean-pool
-the encoder; an image framing plugs in by defining the same method), computed once per job
+the encoder; the image framing gives its penultimate activations), computed once per job
 in float64 after a length-sorted, fixed-order pass. The head is plain NumPy float64 with a
 generator seeded by ``(seed, run)``, so scores are a function of the data and params only,
 on any CPU and any thread count.
@@ -88,7 +93,7 @@ def embed(ctx: ModelContext, rows: list[dict[str, Any]], p: EmbedParams, desc: s
     from tqdm.auto import tqdm
 
     from reclaim import framings
-    from reclaim.data.glue import get_task
+    from reclaim.data.tasks import get_task
 
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
@@ -115,7 +120,7 @@ def embed(ctx: ModelContext, rows: list[dict[str, Any]], p: EmbedParams, desc: s
 
 def labels_of(ctx: ModelContext, rows: list[dict[str, Any]]) -> tuple[np.ndarray, int]:
     """Integer class labels and the class count; a regression task has no classes to score."""
-    from reclaim.data.glue import get_task
+    from reclaim.data.tasks import get_task
 
     task = get_task(ctx.task)
     if task.is_regression:
@@ -185,6 +190,25 @@ def error_norm(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     err = probs.copy()
     err[..., np.arange(len(y)), y] -= 1.0
     return np.linalg.norm(err, axis=-1)
+
+
+def network_outputs(ctx: ModelContext, pool: list[dict[str, Any]], p: HeadParams, desc: str,
+                    grad_norms: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
+    """(probs (runs, n, k), per-example gradient norms (runs, n) or None, labels) from the
+    framing's own scoring networks, when its model is trained from scratch (the image framing
+    trains them as Data Diet does, arXiv 2107.07075 Sec. 2); None: score with the linear head
+    on frozen features (the text encoders)."""
+    import torch
+
+    from reclaim import framings
+    from reclaim.data.tasks import get_task
+
+    framing = framings.get(ctx.identity["framing"])
+    y, _ = labels_of(ctx, pool)
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    out = framing.train_for_scores(ctx.location, get_task(ctx.task), pool, p, desc, grad_norms)
+    return None if out is None else (out.probs, out.grad_norms, y)
 
 
 def head_inputs(ctx: ModelContext, pool: list[dict[str, Any]], p: HeadParams,

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from reclaim.data.tasks import read_rows
 from reclaim.io import read_jsonl, write_json, write_text
 from reclaim.stage_tracking import tracked
 
@@ -22,7 +23,7 @@ def score(a: argparse.Namespace) -> int:
     params = sel.make_params(spec["params"])
     seed = spec["seed"] if spec["seed"] is not None else 0
     with tracked(a, "score", f"{spec['name']}/{spec['data']}", spec) as m:
-        pool = read_jsonl(a.pool)
+        pool = read_rows(a.pool)
         if a.limit:
             pool = subsample(pool, a.limit, 0)  # the same subsample the training job reads
         pool = canonical(pool, a.pool)
@@ -64,7 +65,7 @@ def subset(a: argparse.Namespace) -> int:
         ids = sorted(scores)
         strata = None
         if p.kind == "stratified":
-            rows = {r["example_id"]: r for r in read_jsonl(a.pool)}
+            rows = {r["example_id"]: r for r in read_rows(a.pool)}
             strata = [rows[e].get(p.stratify_by) for e in ids]
         kept = subsets.select(ids, [scores[e] for e in ids], p, spec["seed"] or 0, strata)
         m.update(n_pool=len(ids), n_selected=len(kept))

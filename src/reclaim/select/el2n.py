@@ -6,7 +6,9 @@ training); Data Diet keeps the high scores (``subset: top``), Sorscher et al. (a
 
 Here f_w is a linear softmax head on the arm's frozen encoder features, trained for
 ``epochs`` epochs from ``runs`` seeded initialisations (reclaim.select._frozen says why and
-how); the score is the mean over runs. For one-hot labels EL2N lies in [0, sqrt(2)].
+how); the score is the mean over runs. A framing that trains its networks from scratch (the
+image framing) trains the whole network instead, as the paper does
+(``Framing.train_for_scores``). For one-hot labels EL2N lies in [0, sqrt(2)].
 Written from the paper's definition; no reference code is used.
 """
 
@@ -35,8 +37,12 @@ class El2nSelector(Selector):
               seed: int, model: ModelContext | None = None) -> list[float]:
         if model is None:
             raise ValueError("el2n scores with the arm's model; none was given")
-        h, y, k = _frozen.head_inputs(model, pool, params, "el2n")
-        probs = _frozen.head_probs(h, y, k, params, "el2n")
+        trained = _frozen.network_outputs(model, pool, params, "el2n")
+        if trained is not None:  # the framing trains its own networks (images, from scratch)
+            probs, _, y = trained
+        else:
+            h, y, k = _frozen.head_inputs(model, pool, params, "el2n")
+            probs = _frozen.head_probs(h, y, k, params, "el2n")
         return _frozen.error_norm(probs, y).mean(axis=0).tolist()
 
 

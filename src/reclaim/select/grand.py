@@ -9,6 +9,9 @@ form ||(dL/dW, dL/db)||_2 = ||p - e_y||_2 * ||[h, 1]||_2: EL2N times the norm of
 head's input with a 1 for the bias. No per-example backward pass is needed (the unit tests
 check it against autograd).
 
+A framing that trains its networks from scratch (the image framing) returns the full
+gradient norm over every parameter of the network instead (``Framing.train_for_scores``).
+
 ``epochs: 0`` is GraNd at initialisation, which Data Diet reports as already useful and
 Kirsch (arXiv 2303.14753) finds no better than random (it tracks the input norm): keep it
 as a negative control. Written from the paper's definition; no reference code is used.
@@ -47,6 +50,9 @@ class GrandSelector(Selector):
               seed: int, model: ModelContext | None = None) -> list[float]:
         if model is None:
             raise ValueError("grand scores with the arm's model; none was given")
+        trained = _frozen.network_outputs(model, pool, params, "grand", grad_norms=True)
+        if trained is not None:  # whole-network per-example gradients (images, from scratch)
+            return trained[1].mean(axis=0).tolist()
         h, y, k = _frozen.head_inputs(model, pool, params, "grand")
         probs = _frozen.head_probs(h, y, k, params, "grand")
         return grand_scores(h, probs, y).tolist()

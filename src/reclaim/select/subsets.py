@@ -13,6 +13,9 @@ at least 1):
 - ``sample``: k draws without replacement with probability proportional to exp(score), by
   Gumbel top-k (DSIR's resampling, Xie et al., arXiv 2302.03169, Sec. 3), with a seeded
   generator in canonical example order.
+- ``selected``: every example with a positive score, for selectors whose selection size is
+  their own output (TAROT's OTM, arXiv 2412.00420, Algorithm 2, scores 1 = selected); the
+  budget is a cap (the k highest positive scores; 1 = no cap).
 
 Ties break by example_id, so every kind is a pure function of (scores, params, seed).
 The output is ``example_id, weight`` with weight 1 (hard subsets).
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("top", "bottom", "offset", "stratified", "sample")
+KINDS = ("top", "bottom", "offset", "stratified", "sample", "selected")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ def select(ids: list[str], scores: list[float], p: SubsetParams, seed: int,
     elif p.kind == "offset":
         start = int(round(p.offset * n))
         keep = _order_desc(ids, s)[start:start + k]
+    elif p.kind == "selected":
+        keep = [i for i in _order_desc(ids, s) if s[i] > 0][:k]
+        if not keep:
+            raise ValueError("subset kind 'selected': no example has a positive score (the selector selected none)")
     elif p.kind == "stratified":
         if strata is None or len(strata) != n:
             raise ValueError(f"stratified subset needs a {p.stratify_by!r} value per example")
