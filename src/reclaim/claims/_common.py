@@ -13,3 +13,14 @@ def verdict_config(claim: dict[str, Any], defaults: dict[str, Any], where: str) 
     if unknown:
         raise ValueError(f"{where}.verdict: unknown key {unknown[0]!r} (allowed: {', '.join(defaults)})")
     return {**defaults, **v}
+
+
+def csv_cell(v: Any, digits: int = 4) -> Any:
+    """A claim-table CSV cell: floats rounded, NaN and None empty."""
+    import math
+
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else round(v, digits)
+    return v

@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import verdict_config
+from reclaim.claims._common import csv_cell, verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import binomial_se, mean, std, threshold_verdict
 
@@ -113,7 +113,7 @@ class DataDiet:
             w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
             w.writeheader()
             for r in rows:
-                w.writerow({k: _fmt(r.get(k)) for k in CSV_FIELDS})
+                w.writerow({k: csv_cell(r.get(k)) for k in CSV_FIELDS})
         payload = {"claim": claim_name, "scale": scale, "models": sorted({m for m, _ in groups}),
                    "tasks": sorted({t for _, t in groups}), "missing_tasks": {}, "arms": infos,
                    "metric": "accuracy", "metrics": flat, "verdicts": verdicts, "verdict_config": vcfg,
@@ -228,11 +228,6 @@ def _arm_stats(rs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"n": len(acc), "mean": m, "std": std(acc), "se": math.hypot(se_seeds, binomial_se(m, n_eval)),
             "seeds": [r["seed"] for r in rs], "n_train": rs[0]["n_train"], "n_eval": n_eval}
 
-
-def _fmt(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else round(v, 4)
-    return "" if v is None else v
 
 
 AGGREGATOR = DataDiet()

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.claims._common import verdict_config
+from reclaim.claims._common import csv_cell, verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
@@ -91,7 +91,7 @@ class DataShapley:
                     flat[f"{arm}/{metric}_se"] = se
                 rows.append({
                     "claim": claim_name, "scale": scale, "arm": arm, "metric": metric,
-                    "mean": _fmt(mean(vals)), "std": _fmt(std(vals)), "se": _fmt(se), "n_seeds": len(vals),
+                    "mean": csv_cell(mean(vals)), "std": csv_cell(std(vals)), "se": csv_cell(se), "n_seeds": len(vals),
                     "seeds": " ".join(str(x["seed"]) for x in rs),
                     "n_pool": rs[0]["n_pool"] if rs else "", "n_flipped": rs[0]["n_flipped"] if rs else "",
                     "protocol": _protocol(rs[0]) if rs else "",
@@ -100,7 +100,7 @@ class DataShapley:
         for key, (m, s, n) in comparisons.items():
             flat[key] = m
             rows.append({"claim": claim_name, "scale": scale, "arm": key.split("/")[0], "metric": key.split("/")[1],
-                         "mean": _fmt(m), "std": _fmt(s), "se": "", "n_seeds": n, "seeds": "", "n_pool": "",
+                         "mean": csv_cell(m), "std": csv_cell(s), "se": "", "n_seeds": n, "seeds": "", "n_pool": "",
                          "n_flipped": "", "protocol": "Spearman correlation of the values (pairs over seeds)"})
         verdicts = {GROUP: self._verdicts(by, vcfg, comparisons)}
         # reported without a verdict: no claim states the sign of KNN - TMC
@@ -262,13 +262,6 @@ def _protocol(r: dict[str, Any]) -> str:
     p = r.get("protocol", {})
     return f"{p.get('learner')}, C={p.get('C')}; removal fractions {r.get('removal_fractions')}"
 
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else round(v, 4)
-    return v
 
 
 AGGREGATOR = DataShapley()

@@ -36,7 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import verdict_config
+from reclaim.claims._common import csv_cell, verdict_config
 from reclaim.data.glue import main_metric
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
@@ -89,11 +89,11 @@ class DsirGlue:
                 flat[f"{arm}/{metric}"] = mean(vals)
                 rows.append({
                     "claim": claim_name, "scale": scale, "arm": arm, "metric": metric,
-                    "mean": _fmt(mean(vals)), "std": _fmt(std(vals)), "n_seeds": len(vals),
+                    "mean": csv_cell(mean(vals)), "std": csv_cell(std(vals)), "n_seeds": len(vals),
                     "seeds": " ".join(str(x["seed"]) for x in rs),
                     "n_selected": rs[0]["n_selected"] if rs else "", "n_pool": rs[0]["n_pool"] if rs else "",
-                    "base_rate": _fmt(rs[0]["base_rate"]) if rs else "",
-                    "paper_glue_avg": _fmt(paper.get(arm, {}).get("glue_avg")),
+                    "base_rate": csv_cell(rs[0]["base_rate"]) if rs else "",
+                    "paper_glue_avg": csv_cell(paper.get(arm, {}).get("glue_avg")),
                     "protocol": _protocol(rs[0]) if rs else "",
                 })
         for arm, rs in down.items():
@@ -105,9 +105,9 @@ class DsirGlue:
                 init = first["spec"].get("init")
                 rows.append({
                     "claim": claim_name, "scale": scale, "arm": arm, "metric": metric, "task": task,
-                    "mean": _fmt(mean(accs)), "std": _fmt(std(accs)), "n_seeds": len(accs),
+                    "mean": csv_cell(mean(accs)), "std": csv_cell(std(accs)), "n_seeds": len(accs),
                     "seeds": " ".join(str(x["seed"]) for x in rs if x["task"] == task),
-                    "paper_glue_avg": _fmt(paper.get(pairs.get(arm, ""), {}).get("glue_avg")),
+                    "paper_glue_avg": csv_cell(paper.get(pairs.get(arm, ""), {}).get("glue_avg")),
                     "selection_arm": pairs.get(arm, ""),
                     "protocol": (f"masked-LM continued pretraining on the selection ({init['pretrain']}), then "
                                  f"{first['spec']['method']['name']} on {task} ({first['n_train']} train, "
@@ -274,13 +274,6 @@ def _protocol(r: dict[str, Any]) -> str:
     p = r.get("protocol", {})
     return f"{p.get('space')}, B={p.get('buckets')}, n<={p.get('ngram')}, smoothing {p.get('smoothing')}"
 
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else round(v, 4)
-    return v
 
 
 AGGREGATOR = DsirGlue()

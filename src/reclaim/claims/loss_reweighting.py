@@ -35,7 +35,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import verdict_config
+from reclaim.claims._common import csv_cell, verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import binomial_se, mean, std, threshold_verdict
 
@@ -164,7 +164,7 @@ class LossReweighting:
         with atomic_path(out_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
             w.writeheader()
-            w.writerows({k: _fmt(r.get(k)) for k in CSV_FIELDS} for r in rows)
+            w.writerows({k: csv_cell(r.get(k), 6) for k in CSV_FIELDS} for r in rows)
         devices = sorted({r["result"].get("device_name") or r["result"].get("device", "?") for r in runs})
         payload = {"claim": claim_name, "scale": scale, "models": models, "tasks": tasks, "missing_tasks": {},
                    "arms": list(arms), "metrics": flat, "verdicts": verdicts, "verdict_config": vcfg,
@@ -289,13 +289,6 @@ class LossReweighting:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
 
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else round(v, 6)
-    return v
 
 
 AGGREGATOR = LossReweighting()

@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import verdict_config
+from reclaim.claims._common import csv_cell, verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
@@ -73,10 +73,10 @@ class Tarot:
                 flat[f"{arm}/{metric}"] = mean(vals)
                 rows.append({
                     "claim": claim_name, "scale": scale, "arm": arm, "metric": metric,
-                    "mean": _fmt(mean(vals)), "std": _fmt(std(vals)), "n_seeds": len(vals),
+                    "mean": csv_cell(mean(vals)), "std": csv_cell(std(vals)), "n_seeds": len(vals),
                     "seeds": " ".join(str(x["seed"]) for x in rs),
-                    "n_selected": _fmt(mean([x["n_selected"] for x in rs])) if rs else "",
-                    "ratio": _fmt(mean([x["ratio"] for x in rs])) if rs else "",
+                    "n_selected": csv_cell(mean([x["n_selected"] for x in rs])) if rs else "",
+                    "ratio": csv_cell(mean([x["ratio"] for x in rs])) if rs else "",
                     "n_pool": rs[0]["n_pool"] if rs else "", "n_heldout": rs[0]["n_heldout"] if rs else "",
                     "protocol": _protocol(rs[0]) if rs else "",
                 })
@@ -177,13 +177,6 @@ def _protocol(r: dict[str, Any]) -> str:
     p = r.get("protocol", {})
     return f"{p.get('classifier')} ({p.get('model')}), C={p.get('C')}; OT eps {p.get('reg')} on unit embeddings"
 
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else round(v, 4)
-    return v
 
 
 AGGREGATOR = Tarot()
