@@ -24,3 +24,15 @@ def csv_cell(v: Any, digits: int = 4) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else round(v, digits)
     return v
+
+
+def save_figure(fig: Any, path: Any, dpi: int = 110) -> None:
+    """Lay out, write atomically as PNG (a killed job leaves no plot that counts as done), close."""
+    import matplotlib.pyplot as plt
+
+    from reclaim.io import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

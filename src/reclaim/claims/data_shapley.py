@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.claims._common import csv_cell, verdict_config
+from reclaim.claims._common import csv_cell, save_figure, verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
@@ -216,10 +216,7 @@ class DataShapley:
         for ax in axes:
             ax.legend(fontsize=7)
         fig.suptitle(f"Data Shapley on a pool with flipped labels ({scale} scale; mean over seeds)", fontsize=10)
-        fig.tight_layout()
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def paired_detection_diff(a: list[dict[str, Any]], b: list[dict[str, Any]], resamples: int) -> tuple[float, float]:

@@ -36,7 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import csv_cell, verdict_config
+from reclaim.claims._common import csv_cell, save_figure, verdict_config
 from reclaim.data.glue import main_metric
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
@@ -248,10 +248,7 @@ class DsirGlue:
                 ax.axhline(by[names[0]][0]["base_rate"], color="grey", ls="--", lw=1, label="pool base rate")
                 ax.legend(fontsize=8)
         fig.suptitle(f"DSIR selection mechanism ({scale} scale; mean +/- std over seeds)", fontsize=10)
-        fig.tight_layout()
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def selection_pairs(arms: dict[str, list[dict[str, Any]]]) -> dict[str, str]:

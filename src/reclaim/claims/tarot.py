@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import csv_cell, verdict_config
+from reclaim.claims._common import csv_cell, save_figure, verdict_config
 from reclaim.io import atomic_path, write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
@@ -143,10 +143,7 @@ class Tarot:
         axes[2].tick_params(axis="x", labelrotation=30, labelsize=8)
         axes[2].legend(fontsize=7)
         fig.suptitle(f"TAROT on a multimodal GLUE target ({scale} scale; mean +/- std over seeds)", fontsize=10)
-        fig.tight_layout()
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def paired_difference(prop: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> tuple[float, float]:
