@@ -36,3 +36,21 @@ def save_figure(fig: Any, path: Any, dpi: int = 110) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
+
+
+def write_csv(path: Any, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """A claim table, written atomically (temp file + rename)."""
+    import csv
+
+    from reclaim.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def headline_verdicts(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """One group's verdicts as ``headline`` rows list them (results/claims.md), in key order."""
+    return [{"id": key.split("_", 1)[0], "key": key, "claim": x.get("claim", ""), "verdict": x["verdict"],
+             "estimate": x.get("estimate")} for key, x in sorted(group.items())]

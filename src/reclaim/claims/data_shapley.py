@@ -27,7 +27,6 @@ the held-out rows). No paper numbers: the notes mark the figures unverified.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -35,8 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.claims._common import csv_cell, save_figure, verdict_config
-from reclaim.io import atomic_path, write_json
+from reclaim.claims._common import (
+    csv_cell,
+    headline_verdicts,
+    save_figure,
+    verdict_config,
+    write_csv,
+)
+from reclaim.io import write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
 VERDICT_DEFAULTS = {"z": 2.0, "tmc": "tmc_shapley", "knn": "knn_shapley", "loo": "loo", "random": "random",
@@ -106,10 +111,7 @@ class DataShapley:
         # reported without a verdict: no claim states the sign of KNN - TMC
         est, se = paired_detection_diff(by.get(vcfg["knn"], []), by.get(vcfg["tmc"], []), int(vcfg["bootstrap"]))
         flat["knn_minus_tmc/detection_area"], flat["knn_minus_tmc/detection_area_se"] = est, se
-        with atomic_path(out_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(out_csv, CSV_FIELDS, rows)
         devices = sorted({r["result"].get("device_name", "cpu") for r in runs})
         payload = {"claim": claim_name, "scale": scale, "models": [GROUP], "tasks": [], "missing_tasks": {},
                    "arms": list(claim["arms"]), "metrics": flat, "verdicts": verdicts,
@@ -183,9 +185,7 @@ class DataShapley:
         vcfg = {**VERDICT_DEFAULTS, **claim.get("verdict", {}), **result.get("verdict_config", {})}
         m = result.get("metrics", {})
         p, b = m.get(f"{vcfg['tmc']}/detection_area"), m.get(f"{vcfg['random']}/detection_area")
-        verdicts = [{"id": key.split("_", 1)[0], "key": key, "claim": x.get("claim", ""), "verdict": x["verdict"],
-                     "estimate": x.get("estimate")}
-                    for key, x in sorted(result.get("verdicts", {}).get(GROUP, {}).items())]
+        verdicts = headline_verdicts(result.get("verdicts", {}).get(GROUP, {}))
         rows = [{"model": GROUP, "reproduced": None if p is None or b is None else p - b, "verdicts": verdicts}]
         return {"quantity": f"flipped-label detection area {vcfg['tmc']} - {vcfg['random']} order",
                 "tasks": [], "paper_same_tasks": None, "paper_all_tasks": None, "paper_all_task_names": [],

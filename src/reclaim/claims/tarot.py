@@ -22,14 +22,19 @@ distance to the held-out target, per-mode shares and coverage, and OTM's ratio.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclaim.claims._common import csv_cell, save_figure, verdict_config
-from reclaim.io import atomic_path, write_json
+from reclaim.claims._common import (
+    csv_cell,
+    headline_verdicts,
+    save_figure,
+    verdict_config,
+    write_csv,
+)
+from reclaim.io import write_json
 from reclaim.verdicts import mean, std, threshold_verdict
 
 VERDICT_DEFAULTS = {"z": 2.0, "proposed": "tarot", "unwhitened": "tarot_unwhitened", "greedy": "less_greedy",
@@ -81,10 +86,7 @@ class Tarot:
                     "protocol": _protocol(rs[0]) if rs else "",
                 })
         verdicts = {GROUP: self._verdicts(by, vcfg)}
-        with atomic_path(out_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(out_csv, CSV_FIELDS, rows)
         devices = sorted({r["result"].get("device_name", "cpu") for r in runs})
         payload = {"claim": claim_name, "scale": scale, "models": [GROUP], "tasks": [], "missing_tasks": {},
                    "arms": list(claim["arms"]), "metrics": flat, "verdicts": verdicts,
@@ -107,9 +109,7 @@ class Tarot:
         vcfg = {**VERDICT_DEFAULTS, **claim.get("verdict", {}), **result.get("verdict_config", {})}
         m = result.get("metrics", {})
         p, b = m.get(f"{vcfg['proposed']}/accuracy"), m.get(f"{vcfg['greedy']}/accuracy")
-        verdicts = [{"id": key.split("_", 1)[0], "key": key, "claim": x.get("claim", ""), "verdict": x["verdict"],
-                     "estimate": x.get("estimate")}
-                    for key, x in sorted(result.get("verdicts", {}).get(GROUP, {}).items())]
+        verdicts = headline_verdicts(result.get("verdicts", {}).get(GROUP, {}))
         rows = [{"model": GROUP, "reproduced": None if p is None or b is None else 100 * (p - b), "verdicts": verdicts}]
         return {"quantity": f"held-out target accuracy {vcfg['proposed']} - {vcfg['greedy']} (points)",
                 "tasks": [], "paper_same_tasks": None, "paper_all_tasks": None, "paper_all_task_names": [],
