@@ -80,6 +80,16 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare_wikitext(a: argparse.Namespace) -> int:
+    from reclaim.data.lm_text import read_split
+    from reclaim.io import write_text
+
+    rows = read_split(a.wikitext_dir, a.split, a.hub_wikitext)
+    write_text(a.out, "".join(r if r.endswith("\n") else r + "\n" for r in rows))
+    print(f"wikitext {a.split}: {len(rows)} rows -> {a.out}")
+    return 0
+
+
 def _cmd_build_pool(a: argparse.Namespace) -> int:
     from reclaim.data.pool_run import build_pool
 
@@ -269,6 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hub-dataset", default="nyu-mll/glue")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_prepare_glue)
+
+    s = sub.add_parser("prepare-wikitext", help="write one WikiText-2 raw split (local directory or Hub)")
+    s.add_argument("--split", required=True, choices=["test", "valid", "train"])
+    s.add_argument("--wikitext-dir", default="", help="directory with {split}.txt; empty: the Hub")
+    s.add_argument("--hub-wikitext", default="Salesforce/wikitext")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_prepare_wikitext)
+
+    s = sub.add_parser("compress", help="compress a model (quantize, prune, compensate)")
+    s.add_argument("--spec", required=True, help="compress job spec JSON (reclaim.plan.compress_job)")
+    s.add_argument("--model", default="", help="resolved model JSON, when the step compresses a packaged model")
+    s.add_argument("--model-dir", default="", help="an earlier step's model directory to compress instead")
+    s.add_argument("--calibration", default="", help="calibration text (data/wikitext/<split>.txt)")
+    s.add_argument("--out", required=True, help="compress.json; the model directory is written beside it")
+    s.add_argument("--threads", type=int, default=None)
+    _stage_args(s)
+    s.set_defaults(fn=lambda a: __import__("reclaim.compress._run", fromlist=["command"]).command(a))
 
     s = sub.add_parser("prepare-images", help="convert one image-task split to a canonical .npz")
     s.add_argument("--task", required=True, choices=["fashion_mnist", "cifar10"])

@@ -118,6 +118,12 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
             for i, model in enumerate(s.get("models", [])):
                 if model not in cfg["models"]:
                     raise ConfigError(f"{where}.scales.{sname}.models[{i}]: unknown model {model!r}")
+            for i, arm in enumerate(s.get("arms", [])):
+                if arm not in (c["arms"] if "arms" in c else c["methods"]):
+                    raise ConfigError(f"{where}.scales.{sname}.arms[{i}]: {arm!r} is not an arm of the claim")
+            if s.get("subject") and s["subject"] not in cfg["models"]:
+                raise ConfigError(f"{where}.scales.{sname}.subject: unknown model {s['subject']!r} "
+                                  f"(defined under models: {', '.join(cfg['models'])})")
             for arm in s.get("seeds_by_arm", {}):
                 if arm not in c.get("arms", {}):
                     raise ConfigError(f"{where}.scales.{sname}.seeds_by_arm.{arm}: not an arm of the claim "
@@ -289,6 +295,8 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     if not trains and not s.get("score_with"):
                         raise ConfigError(f"{at}: arm {arm!r} does not train, so the model to pretrain comes "
                                           f"from claims.{cname}.scales.{sname}.score_with")
+            elif stage == "compress":
+                _check_compress(cfg, cname, c, arm, body, stages, at, where)
             elif stage == "evaluate":
                 if body["evaluator"] not in evaluate.names():
                     raise ConfigError(f"{at}.evaluator: unknown evaluator {body['evaluator']!r} "
@@ -297,9 +305,15 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     evaluate.get(body["evaluator"]).make_params(body.get("params"))
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{at}.params: {exc}") from None
+                for sname, s in c["scales"].items():
+                    try:
+                        evaluate.get(body["evaluator"]).make_params(
+                            {**(body.get("params") or {}), **(s.get("evaluate") or {}).get(body["evaluator"], {})})
+                    except (TypeError, ValueError) as exc:
+                        raise ConfigError(f"{where}.scales.{sname}.evaluate.{body['evaluator']}: {exc}") from None
                 if getattr(evaluate.get(body["evaluator"]), "needs_model", False) and "train" not in stages:
                     for sname, s in c["scales"].items():
-                        if not s.get("score_with"):
+                        if not (s.get("score_with") or s.get("subject")):
                             raise ConfigError(f"{at}.evaluator: {body['evaluator']!r} embeds with a model and arm "
                                               f"{arm!r} does not train: give claims.{cname}.scales.{sname}"
                                               ".score_with: {model, task}")
@@ -312,6 +326,56 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                               f"claims.{cname}.scales.{no_ctx[0]} must give score_with: {{model, task}}")
         if "train" in stages and "select" in stages and stages.index("select") > stages.index("train"):
             raise ConfigError(f"{where}.arms.{arm}: a select step after train has nothing to select for")
+
+
+def _check_compress(cfg: dict[str, Any], cname: str, c: dict[str, Any], arm: str, body: dict[str, Any],
+                    stages: list[str], at: str, where: str) -> None:
+    """The method exists, its params (with every scale's overrides) are valid, the calibration
+    is valid, the model to compress exists, and a group size fits the subject's layers."""
+    from reclaim import compress
+    from reclaim.compress._base import Calibration
+    from reclaim.plan import compress_params
+
+    if body["method"] not in compress.names():
+        raise ConfigError(f"{at}.method: unknown compression method {body['method']!r} "
+                          f"(known: {', '.join(compress.names())})")
+    comp = compress.get(body["method"])
+    for sname, s in c["scales"].items():
+        try:
+            params = comp.make_params(compress_params(body, s.get("compress")))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{at} (at scale {sname}): {exc}") from None
+        try:
+            Calibration(**s.get("calibration", {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.scales.{sname}.calibration: {exc}") from None
+        if s.get("arms") and arm not in s["arms"]:
+            continue
+        trains = "train" in stages
+        subject = s.get("subject") or (s.get("score_with") or {}).get("model")
+        models = s.get("models", []) if trains else [subject] if subject else []
+        if not models:
+            raise ConfigError(f"{at}: arm {arm!r} compresses a model: give claims.{cname}.scales.{sname}.subject "
+                              "(a name under models:)")
+        for model in models:
+            if model not in cfg["models"]:
+                raise ConfigError(f"{where}.scales.{sname}.subject: unknown model {model!r} "
+                                  f"(defined under models: {', '.join(cfg['models'])})")
+            if any(st in ("pretrain", "compress") for st in stages[:-1]):
+                continue  # compresses an earlier step's output: checked by that job on the real layers
+            problems = comp.widths_ok(params, _widths(cfg, model))
+            if problems:
+                raise ConfigError(f"{at}: {problems[0]} of model {model!r} (scale {sname}); groups never straddle "
+                                  "rows: pick a group size that divides every layer width")
+
+
+def _widths(cfg: dict[str, Any], model: str) -> dict[str, int]:
+    from reclaim.models import ModelNotAvailable, linear_widths, resolve
+
+    try:
+        return linear_widths(resolve(model, cfg["models"][model])) or {}
+    except ModelNotAvailable:
+        return {}  # not local here: the compress job checks the real layers, naming the layer
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -150,3 +150,51 @@ def load_pretrained(auto_cls: Any, model: ResolvedModel, **kwargs: Any) -> Any:
     if model.gguf_file:
         kwargs["gguf_file"] = model.gguf_file
     return auto_cls.from_pretrained(model.location, trust_remote_code=False, **kwargs)
+
+
+def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
+    """The input widths of a transformer's block Linears (hidden, attention output, MLP), read
+    from the local config.json or the GGUF header without loading weights; None when the model
+    is not local (a Hub id: the compress job checks the real layers). Cached per file (path,
+    size, mtime) under ``.reclaim/``, since reading a GGUF header costs seconds and validation
+    runs on every Snakemake call."""
+    import json
+
+    if not model.is_local or model.kind == "scratch":
+        return None
+    path = Path(model.location) / (model.gguf_file or "config.json")
+    if not path.is_file():
+        return None
+    st = path.stat()
+    key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    cache = Path(__file__).resolve().parents[2] / ".reclaim" / "model_widths.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    if model.gguf_file:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+
+        def field(name: str) -> int | None:
+            f = reader.fields.get(name)
+            return None if f is None else int(f.parts[f.data[0]][0])
+
+        arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+        hidden, ffn = field(f"{arch}.embedding_length"), field(f"{arch}.feed_forward_length")
+        heads, head_dim = field(f"{arch}.attention.head_count"), field(f"{arch}.attention.key_length")
+    else:
+        cfg = json.loads(path.read_text())
+        hidden, ffn = cfg.get("hidden_size"), cfg.get("intermediate_size")
+        heads, head_dim = cfg.get("num_attention_heads"), cfg.get("head_dim")
+    widths = {"hidden": hidden, "mlp": ffn,
+              "attention output": heads * head_dim if heads and head_dim else hidden}
+    widths = {k: int(v) for k, v in widths.items() if v}
+    known[key] = widths
+    from reclaim.io import write_json
+
+    write_json(cache, known)
+    return widths

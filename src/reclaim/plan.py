@@ -1,8 +1,8 @@
 """The plan: claims -> arms -> chains of steps -> jobs with composed identities.
 
 A claim is a set of arms; an arm is a chain of steps, each naming one stage
-(``select``, ``train``, ``evaluate``; compression and memory-efficient training plug in
-as further stages). Every step becomes a job whose id hashes its own spec together with the
+(``select``, ``pretrain``, ``compress``, ``train``, ``evaluate``; memory-efficient training
+plugs in as a further stage). Every step becomes a job whose id hashes its own spec together with the
 ids of the jobs it reads, so
 
 - two arms or two claims that need the same step share one job (same spec, same inputs);
@@ -30,6 +30,7 @@ from reclaim.data.tasks import data_family, split_path
 POOLS_DIR = "data/pools"
 SELECT_DIR = "results/select"
 PRETRAIN_DIR = "results/pretrain"
+COMPRESS_DIR = "results/compress"
 EVAL_DIR = "results/evaluate"
 
 
@@ -171,11 +172,70 @@ def pretrain_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, 
                f"{PRETRAIN_DIR}/{pid}/pretrain.json")
 
 
+# --- stage 2: compress ------------------------------------------------------------------------
+
+
+def compress_params(step: dict[str, Any], scale_overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A compress step's raw params: the step's keys (all but ``method``), then the scale's
+    ``compress:`` keys, where a key naming a method holds that method's own overrides and the
+    others apply to every method whose params have that field."""
+    from reclaim import compress
+
+    method = step["method"]
+    fields = set(compress.get(method).Params.__dataclass_fields__)
+    raw = {k: v for k, v in step.items() if k != "method"}
+    methods = set(compress.names())
+    for key, value in (scale_overrides or {}).items():
+        if key in methods:
+            if key == method:
+                raw.update(value)
+        elif key in fields:
+            raw[key] = value
+    return raw
+
+
+def compress_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, Any], model: str, seed: int,
+                 s: dict[str, Any]) -> Job:
+    """Compress the arm's model, or the model directory an earlier step wrote. The id hashes the
+    method's resolved params, the model identity, the earlier step's id when it compresses an
+    artifact, and the calibration (split, windows, seqlen and the seed that draws them) for a
+    method that calibrates; a calibration-free method (RTN) is one job for every seed."""
+    from reclaim import compress
+    from reclaim.compress._base import Calibration
+    from reclaim.data.lm_text import prepared_path
+
+    comp = compress.get(step["method"])
+    params = comp.make_params(compress_params(step, s.get("compress")))
+    artifact = _model_artifact(upstream)
+    body: dict[str, Any] = {"method": step["method"], "params": _plain(params.__dict__),
+                            "model": train_jobs.model_identity(cfg, model),
+                            "base": artifact[2] if artifact else None}
+    inputs: dict[str, str] = {}
+    if comp.needs_calibration:
+        cal = Calibration(**s.get("calibration", {}))
+        body.update(calibration=_plain(cal.__dict__), seed=seed)
+        inputs["calibration"] = prepared_path(cal.split)
+    if artifact:
+        inputs["base"] = artifact[0]
+    cid = step_id("compress", body)
+    return Job("compress", f"{step['method']}/{cid}", cid,
+               {"id": cid, "model_name": model, "framing": cfg["models"][model]["framing"], **body}, inputs,
+               f"{COMPRESS_DIR}/{step['method']}/{cid}/compress.json")
+
+
+def _model_artifact(upstream: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(marker file, model directory, id) of the latest model an earlier step wrote."""
+    for marker, kind in (("compressed", "compress"), ("pretrained", "pretrain")):
+        if marker in upstream.get("latest_model", ()):
+            return upstream["files"][marker], upstream["files"]["model_dir"], f"{kind}/{upstream['ids'][kind]}"
+    return None
+
+
 # --- stage 4: evaluate ---------------------------------------------------------------------
 
 
 def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | None = None,
-                 context: dict[str, Any] | None = None) -> Job:
+                 context: dict[str, Any] | None = None, scale_overrides: dict[str, Any] | None = None) -> Job:
     """``seed`` enters the id only for a seeded evaluator (a simulation that reads no inputs,
     whose seed is its only source of variation), so other evaluations keep their ids.
     ``context`` ({"model": identity, "task"}) enters it only for a ``needs_model`` evaluator
@@ -183,12 +243,19 @@ def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | Non
     from reclaim import evaluate
 
     ev = evaluate.get(step["evaluator"])
-    params = ev.make_params(step.get("params"))
+    # the scale's ``evaluate: {evaluator: {...}}`` replaces params at that scale (windows at smoke)
+    params = ev.make_params({**(step.get("params") or {}), **(scale_overrides or {}).get(step["evaluator"], {})})
     missing = [k for k in ev.inputs if k not in upstream["files"]]
     if missing:
         raise ValueError(f"evaluator {step['evaluator']!r} needs {', '.join(missing)} from the steps before it")
     body = {"evaluator": step["evaluator"], "params": _plain(params.__dict__),
             "inputs": upstream["ids"]}
+    files = {k: upstream["files"][k] for k in ev.inputs}
+    # a model the step before wrote (compressed, pretrained) when the evaluator scores models
+    files.update({k: upstream["files"][k] for k in getattr(ev, "optional_inputs", ())
+                  if k in upstream.get("latest_model", ())})
+    if hasattr(ev, "data_inputs"):  # prepared data it reads (e.g. data/wikitext/test.txt)
+        files.update(ev.data_inputs(params))
     if getattr(ev, "seeded", False):
         body["seed"] = seed
     if getattr(ev, "needs_model", False):
@@ -197,8 +264,7 @@ def evaluate_job(step: dict[str, Any], upstream: dict[str, Any], seed: int | Non
                              "or give the scale score_with: {model, task}")
         body.update(model=context["model"], task=context["task"])
     eid = step_id("evaluate", body)
-    return Job("evaluate", f"{step['evaluator']}/{eid}", eid, body,
-               {k: upstream["files"][k] for k in ev.inputs},
+    return Job("evaluate", f"{step['evaluator']}/{eid}", eid, body, files,
                f"{EVAL_DIR}/{step['evaluator']}/{eid}/metrics.json")
 
 
@@ -227,6 +293,8 @@ def build(cfg: dict[str, Any], tasks_by_claim: dict[str, list[str]] | None = Non
         tasks = (tasks_by_claim or {}).get(cname, s.get("tasks", []))
         runs: list[ArmRun] = []
         arms = arms_of(claim)
+        if s.get("arms"):  # the arms this scale runs (e.g. no W4 arms on a Q4-grid subject)
+            arms = {a: arms[a] for a in s["arms"]}
         trained = {a: any(step_stage(st) == "train" for st in steps) for a, steps in arms.items()}
         seeds = {a: s.get("seeds_by_arm", {}).get(a, s["seeds"]) for a in arms}  # cheap arms: more
         for model, task in train_jobs.contexts(s, tasks):
@@ -257,7 +325,9 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
                     "ids": {"pool": f"{data_family(task)}/{task}/train@{limit}"}, "limit": limit}
     # Arms that do not train score model-based selectors in the scale's ``score_with``
     # context (a pool has no (model, task) of its own).
-    score_ctx = {"model": model, "task": task} if model else dict(s.get("score_with") or {})
+    # ``subject`` names the model of arms that compress and evaluate a model without a task.
+    score_ctx = ({"model": model, "task": task} if model
+                 else dict(s.get("score_with") or ({"model": s["subject"], "task": None} if s.get("subject") else {})))
     for step in steps:
         stage = step_stage(step)
         body = step[stage]
@@ -299,11 +369,18 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
             upstream = {**upstream,
                         "files": {**upstream["files"], "pretrained": job.output,
                                   "model_dir": job.output.rsplit("/", 1)[0] + "/model"},
-                        "ids": {**upstream["ids"], "pretrain": job.id}}
+                        "ids": {**upstream["ids"], "pretrain": job.id}, "latest_model": ("pretrained",)}
+        elif stage == "compress":
+            job = plan.add(compress_job(cfg, body, upstream, score_ctx["model"], seed, s))
+            made.append(job)
+            upstream = {**upstream,
+                        "files": {**upstream["files"], "compressed": job.output,
+                                  "model_dir": job.output.rsplit("/", 1)[0] + "/model"},
+                        "ids": {**upstream["ids"], "compress": job.id}, "latest_model": ("compressed",)}
         elif stage == "evaluate":
             ctx = ({"model": train_jobs.model_identity(cfg, score_ctx["model"]), "task": score_ctx.get("task")}
                    if score_ctx.get("model") else None)
-            job = plan.add(evaluate_job(body, upstream, seed, ctx))
+            job = plan.add(evaluate_job(body, upstream, seed, ctx, s.get("evaluate")))
             made.append(job)
             upstream = {**upstream, "files": {**upstream["files"], "metrics": job.output},
                         "ids": {**upstream["ids"], "evaluate": job.id}}

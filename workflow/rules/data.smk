@@ -68,3 +68,21 @@ rule prepare_images:
     shell:
         "{PY} -m reclaim prepare-images --task {wildcards.task} --split {wildcards.split}"
         " --source-dir {params.source_dir:q} --out {output:q}"
+
+
+# WikiText-2 raw (reclaim.data.lm_text): one split as the classic {split}.txt rows, from
+# data.wikitext_dir / WIKITEXT_DIR, else the Hub. The perplexity evaluator reads test, the
+# compress rule's calibration valid.
+rule prepare_wikitext:
+    input:
+        source=lambda wc: [os.path.join(WIKITEXT_DIR, f"{wc.split}.txt")] if WIKITEXT_DIR else [],
+        code=code_stamp(["reclaim.data.lm_text", "reclaim.io"]),
+    output:
+        "data/wikitext/{split}.txt",
+    params:
+        wikitext_dir=WIKITEXT_DIR,
+    wildcard_constraints:
+        split="test|valid|train",
+    shell:
+        "{PY} -m reclaim prepare-wikitext --split {wildcards.split} --wikitext-dir {params.wikitext_dir:q}"
+        " --out {output:q}"

@@ -1,0 +1,146 @@
+"""Block-by-block access to a transformer for calibration-based compression.
+
+GPTQ, AWQ, Wanda, SparseGPT, FLAP and EoRA all process a model one block at a time: the
+calibration inputs of block i are the outputs of block i-1 (already compressed, for the
+sequential methods). The inputs of the first block are captured with a forward pre-hook that
+stops the forward pass (the "catcher" of the GPTQ reference), together with the keyword
+arguments the model passes its blocks (rotary position embeddings, masks), so any decoder or
+encoder stack that transformers builds from a list of blocks is handled the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+# Where transformers keeps the block list, by architecture family.
+BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers",
+               "bert.encoder.layer", "encoder.layer", "roberta.encoder.layer")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _attr(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def decoder_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    for path in BLOCK_PATHS:
+        blocks = _attr(model, path)
+        if isinstance(blocks, nn.ModuleList) and len(blocks):
+            return path, blocks
+    raise ValueError(f"{type(model).__name__}: no block list found (looked for {', '.join(BLOCK_PATHS)})")
+
+
+def block_linears(block: nn.Module) -> dict[str, nn.Linear]:
+    return {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+
+
+def compressible_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every Linear inside the blocks, by full name; embeddings and the (tied) LM head stay
+    untouched, as in every paper here."""
+    path, blocks = decoder_blocks(model)
+    return {f"{path}.{i}.{name}": lin for i, block in enumerate(blocks) for name, lin in block_linears(block).items()}
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Hidden states entering the first block, and its keyword arguments, per sample (1, T)."""
+    _, blocks = decoder_blocks(model)
+    hidden: list[torch.Tensor] = []
+    kwargs: list[dict[str, Any]] = []
+
+    def catch(_module: nn.Module, args: tuple, kw: dict[str, Any]) -> None:
+        h = args[0] if args else kw.pop("hidden_states")
+        hidden.append(h.detach())
+        kwargs.append({k: v for k, v in kw.items() if k not in ("past_key_values", "past_key_value", "use_cache")})
+        raise _Stop
+
+    handle = blocks[0].register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        for ids in samples:
+            try:
+                model(input_ids=ids, use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return hidden, kwargs
+
+
+@torch.no_grad()
+def run_block(block: nn.Module, hidden: list[torch.Tensor], kwargs: list[dict[str, Any]]) -> list[torch.Tensor]:
+    return [_first(block(h, **kw)) for h, kw in zip(hidden, kwargs, strict=True)]
+
+
+@torch.no_grad()
+def capture_linear_inputs(block: nn.Module, names: list[str], hidden: list[torch.Tensor],
+                          kwargs: list[dict[str, Any]], fn: Callable[[str, torch.Tensor], None]) -> list[torch.Tensor]:
+    """Run the block on every sample, calling ``fn(name, x)`` with each named Linear's input
+    (2-D, tokens x features); returns the block outputs."""
+    mods = block_linears(block)
+    handles = [mods[n].register_forward_hook(lambda _m, inp, _out, n=n: fn(n, inp[0].reshape(-1, inp[0].shape[-1])))
+               for n in names]
+    try:
+        return run_block(block, hidden, kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def linear_stages(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> list[list[str]]:
+    """The block's Linears in call order, grouped by the input they share (q/k/v, then o, then
+    gate/up, then down in a Llama block): GPTQ's "true sequential" order and AWQ's scale groups."""
+    mods = block_linears(block)
+    order: list[tuple[str, int]] = []
+    keep: list[torch.Tensor] = []  # keep inputs alive so their storage is not reused
+    def record(name: str, x: torch.Tensor) -> None:  # a forward hook returning non-None replaces the output
+        order.append((name, x.data_ptr()))
+        keep.append(x)
+
+    handles = [m.register_forward_hook(lambda _m, inp, _out, n=n: record(n, inp[0])) for n, m in mods.items()]
+    try:
+        block(hidden, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    stages: list[list[str]] = []
+    seen: dict[int, int] = {}
+    for name, ptr in order:
+        if ptr in seen:
+            stages[seen[ptr]].append(name)
+        else:
+            seen[ptr] = len(stages)
+            stages.append([name])
+    return stages
+
+
+def common_parent(block: nn.Module, names: list[str]) -> str:
+    """The smallest module of ``block`` containing every named Linear ('' = the block)."""
+    if len(names) == 1:
+        return names[0]
+    parts = [n.split(".") for n in names]
+    prefix: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        prefix.append(level[0])
+    return ".".join(prefix)
+
+
+def submodule(block: nn.Module, name: str) -> nn.Module:
+    return block.get_submodule(name) if name else block
