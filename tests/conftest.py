@@ -22,6 +22,39 @@ def glue_fixture(tmp_path_factory):
     return write_glue_fixture(tmp_path_factory.mktemp("glue"), tasks=("sst2", "cola", "mrpc"), seed=0)
 
 
+OWN_E2E_CLAIMS = ("wanda_wikitext", "flap_wikitext", "eora_wikitext", "gwq_wikitext")
+
+
+@pytest.fixture(scope="session")
+def all_claims_run(tmp_path_factory, tiny_models, glue_fixture):
+    """Every configured claim at smoke scale on the tiny fixtures, built once by ``rule all``
+    in one workflow copy and shared by the tests that check a claim's end-to-end outputs
+    (tarot, data_shapley) and the report tests, so their jobs run once per session.
+
+    Returns (work, env, params). Tests may edit the copy only if they restore it."""
+    import yaml
+
+    from reclaim.config import REPO_ROOT, load_yaml
+    from reclaim.testing import copy_workflow, run_snakemake, tiny_claim_params, workflow_env
+
+    work = copy_workflow(tmp_path_factory.mktemp("wf_all"))
+    # The pruning, low-rank and GWQ claims run in their own e2e modules
+    # (tests/test_prune_workflow.py, tests/test_compress_lowrank_workflow.py), so this copy's
+    # params.yaml leaves them out instead of running them twice.
+    base = load_yaml(REPO_ROOT / "params.yaml")
+    for name in OWN_E2E_CLAIMS:
+        base["claims"].pop(name, None)
+    (work / "params.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    params = tiny_claim_params(tiny_models, tasks=["sst2", "mrpc"], max_train=16, max_eval=16)
+    # TAROT's verdicts are paired differences over seeds: two, as its own plan test has
+    params["claims"]["tarot"]["scales"]["smoke"]["seeds"] = [0, 1]
+    (work / "test_params.yaml").write_text(yaml.safe_dump(params))
+    env = workflow_env(work, glue_fixture)
+    proc = run_snakemake(work, "--cores", "2", env=env)  # rule all: claims, tables, claims.md
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, env, params
+
+
 def _flip_pattern(k: int, period: int = 3, phase: int = 0):  # -> torch.Tensor
     """-1 on indices phase, phase + period, ..., +1 elsewhere: flips some vectors, not others."""
     import torch

@@ -238,3 +238,88 @@ def test_perplexity_windows_drop_the_tail_and_calibration_is_seeded(tmp_path) ->
 def test_calibration_on_the_test_split_is_refused() -> None:
     with pytest.raises(ValueError, match="evaluation split"):
         Calibration(split="test")
+
+
+# --- PTQ / QAT (Krishnamoorthi) ---------------------------------------------------------------
+
+
+def _tiny_bert_batches(n: int = 4, seed: int = 2) -> tuple[torch.nn.Module, list[dict[str, torch.Tensor]]]:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification(BertConfig(
+            vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=64, num_labels=2)).eval()
+    g = torch.Generator().manual_seed(seed)
+    batches = [{"input_ids": torch.randint(0, 50, (8, 12), generator=g),
+                "attention_mask": torch.ones(8, 12, dtype=torch.long),
+                "labels": torch.randint(0, 2, (8,), generator=g)} for _ in range(n)]
+    return model, batches
+
+
+def test_activation_ste_passes_gradients_inside_the_range_only() -> None:
+    from reclaim.compress._act import fake_quant_act
+
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0], requires_grad=True)
+    y = fake_quant_act(x, -1.0, 1.0, 8)
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert float(y[0].detach()) == pytest.approx(-1.0, abs=1e-2) and float(y[-1].detach()) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_ptq_per_channel_beats_per_tensor_and_ships_activation_ranges(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from reclaim.compress import _act
+
+    base, batches = _tiny_bert_batches()
+    with torch.no_grad():
+        base.bert.encoder.layer[0].intermediate.dense.weight[:3] *= 20  # channels with very different ranges
+        ref = [base(**{k: v for k, v in b.items() if k != "labels"}).logits for b in batches]
+    errs = {}
+    name = "bert.encoder.layer.0.intermediate.dense"
+    for axis in ("tensor", "channel"):
+        m = copy.deepcopy(base)
+        rec = get("ptq").compress(m, batches, get("ptq").make_params({"bits": 4, "axis": axis, "act_bits": None}), 0)
+        assert "model_files" not in rec
+        errs[axis] = rec["layers"][name]["weight_error"]
+        with torch.no_grad():
+            out = [m(**{k: v for k, v in b.items() if k != "labels"}).logits for b in batches]
+        assert not all(torch.equal(a, r) for a, r in zip(out, ref, strict=True))
+    assert errs["channel"] < errs["tensor"] / 10  # one range for rows 20x apart wastes the grid
+    m = copy.deepcopy(base)
+    rec = get("ptq").compress(m, batches, get("ptq").make_params({"bits": 8, "axis": "channel", "act_bits": 8}), 0)
+    spec = rec["model_files"][_act.FILE]
+    assert spec["bits"] == 8 and set(spec["ranges"]) == set(compressible_linears(m))
+    assert all(r["min"] <= r["max"] for r in spec["ranges"].values())
+    (tmp_path / _act.FILE).write_text(__import__("json").dumps(spec))
+    seen = []
+    assert _act.apply(m, tmp_path)["bits"] == 8
+    lin = m.bert.encoder.layer[1].output.dense
+    lin.register_forward_pre_hook(lambda _m, a: seen.append(a[0].clone()))  # runs after apply's quantizer
+    with torch.no_grad():
+        m(**{k: v for k, v in batches[0].items() if k != "labels"})
+    r = spec["ranges"]["bert.encoder.layer.1.output.dense"]
+    # the input reaching the layer is on the 8-bit grid of its calibrated range
+    step = (max(r["max"], 0) - min(r["min"], 0)) / 255
+    assert len(torch.unique(seen[-1])) <= 256 and float(seen[-1].min()) >= min(r["min"], 0) - step
+
+
+def test_qat_trains_through_the_quantizers_and_ends_on_the_grid() -> None:
+    model, batches = _tiny_bert_batches(6)
+    for b in batches:  # a learnable rule: the label is whether the first token id is large
+        b["labels"] = (b["input_ids"][:, 0] >= 25).long()
+    before = copy.deepcopy(model)
+    get("ptq").compress(before, batches, get("ptq").make_params({"bits": 4, "axis": "channel", "act_bits": None}), 0)
+    qat = get("qat")
+    rec = qat.compress(model, batches, qat.make_params({"bits": 4, "axis": "channel", "act_bits": 8,
+                                                        "epochs": 4.0, "lr": 3.0e-3}), 0)
+    assert rec["qat"]["steps"] == 24 and len(rec["qat"]["losses"]) == 24
+    assert sum(rec["qat"]["losses"][-6:]) < sum(rec["qat"]["losses"][:6])
+    moved = [not torch.equal(a.weight, b.weight) for a, b in
+             zip(compressible_linears(model).values(), compressible_linears(before).values(), strict=True)]
+    assert all(moved)  # gradients reached every quantized layer through the straight-through estimator
+    for lin in compressible_linears(model).values():
+        assert "parametrizations" not in dict(lin.named_children())
+        assert max(len(torch.unique(row)) for row in lin.weight) <= 16
+    with pytest.raises(ValueError, match="labelled batches"):
+        qat.compress(model, [{k: v for k, v in batches[0].items() if k != "labels"}], qat.make_params({}), 0)

@@ -1,46 +1,37 @@
-"""The compression stage through Snakemake on a tiny random Llama: the AWQ claim's chain
-(packaged model -> compress -> evaluate perplexity -> table with computed verdicts), a rerun
-that does nothing, a method parameter that reruns only its own jobs, saved models that load
-back with transformers, and bad input refused before any job with the key named."""
+"""The compression stage through Snakemake on tiny fixtures (the session's shared rule-all
+run): the AWQ claim's chain on a tiny random Llama (packaged model -> compress -> evaluate
+perplexity -> table with computed verdicts) and the PTQ/QAT claim's (train -> compress ->
+evaluate accuracy) on a tiny BERT, a rerun that does nothing, a method parameter that reruns
+only its own jobs, saved models that load back with transformers, and bad input refused
+before any job with the key named."""
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from reclaim.config import REPO_ROOT, load_yaml
-from reclaim.testing import copy_workflow, planned_jobs, run_snakemake, workflow_env
+from reclaim.testing import planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 TARGET = "results/awq_wikitext.csv"
 
 
-def _params(tiny_models) -> dict:  # type: ignore[no-untyped-def]
-    params = load_yaml(REPO_ROOT / "params.yaml")
-    params["models"]["tiny-llama"] = {"framing": "causal_lm", "local_dir": str(tiny_models["llama"])}
-    claim = params["claims"]["awq_wikitext"]
-    # the tiny Llama: hidden 32, MLP 64, two heads sharing one KV head (v_proj 16 wide)
-    claim["scales"]["smoke"] = {
-        "subject": "tiny-llama", "reference": "random init (test fixture)", "arms": ["fp", "rtn_w3", "gptq_w3", "awq_w3"],
-        "seeds": [0], "compress": {"group_size": 16, "awq": {"n_grid": 5}},
-        "calibration": {"n_samples": 2, "seqlen": 32}, "evaluate": {"perplexity": {"seqlen": 32, "n_windows": 6}},
-        "resources": {"threads": 1}}
-    params["claims"] = {"awq_wikitext": claim}
-    return params
-
-
 @pytest.fixture(scope="module")
-def awq_run(tmp_path_factory, tiny_models, glue_fixture):
-    work = copy_workflow(tmp_path_factory.mktemp("wf_awq"))
-    (work / "params.yaml").write_text(yaml.safe_dump(_params(tiny_models), sort_keys=False))
-    env = workflow_env(work, glue_fixture)
-    proc = run_snakemake(work, TARGET, "--cores", "2", env=env, configfile="")
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def awq_run(all_claims_run):
+    """The shared rule-all run (tests/conftest.py): the AWQ and PTQ claims on tiny fixtures."""
+    work, env, _ = all_claims_run
     return work, env
+
+
+def _dry_run(work, env, *overrides: str):  # type: ignore[no-untyped-def]
+    """``snakemake -n`` of the AWQ target with the run's config plus ``overrides`` files."""
+    files = [str(work / "test_params.yaml"), *(str(work / f) for f in overrides)]
+    return run_snakemake(work, TARGET, "-n", "--configfile", *files, env=env, configfile="")
 
 
 def test_table_verdicts_and_protocol(awq_run) -> None:
@@ -75,25 +66,29 @@ def test_compressed_models_load_back_on_their_grid(awq_run) -> None:
 
     work, _ = awq_run
     for method in ("rtn", "gptq", "awq"):
-        (rec_path,) = (work / "results/compress" / method).glob("*/compress.json")
-        rec = json.loads(rec_path.read_text())
-        assert rec["method"] == method and rec["summary"]["n_layers"] == 14
-        if method != "rtn":
-            assert rec["calibration"]["tokens"] == 64 and len(rec["calibration"]["token_sha256"]) == 64
-        model = AutoModelForCausalLM.from_pretrained(rec_path.parent / "model")
-        q = model.model.layers[1].mlp.down_proj.weight.detach()
-        if method == "awq":  # AWQ stores Q(W s) / s: on the grid after scaling back by s
-            continue
-        assert max(len(torch.unique(g)) for g in q.reshape(-1, 16)) <= 8
+        paths = sorted((work / "results/compress" / method).glob("*/compress.json"))
+        assert paths, method
+        for rec_path in paths:
+            rec = json.loads(rec_path.read_text())
+            assert rec["method"] == method and rec["summary"]["n_layers"] == 14
+            if method != "rtn":
+                cal = rec["calibration"]
+                assert cal["tokens"] == cal["n_samples"] * cal["seqlen"] and len(cal["token_sha256"]) == 64
+            model = AutoModelForCausalLM.from_pretrained(rec_path.parent / "model")
+            if method == "awq":  # AWQ stores Q(W s) / s: on the grid only after scaling back by s
+                continue
+            g = rec["params"]["group_size"]
+            q = model.model.layers[1].mlp.down_proj.weight.detach()
+            assert max(len(torch.unique(row)) for row in q.reshape(-1, g)) <= 2 ** rec["params"]["bits"]
 
 
 def test_rerun_does_nothing_and_a_method_param_reruns_only_its_jobs(awq_run) -> None:
     work, env = awq_run
-    proc = run_snakemake(work, TARGET, "-n", env=env, configfile="")
+    proc = _dry_run(work, env)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
     (work / "awq_grid.yaml").write_text(yaml.safe_dump({"claims": {"awq_wikitext": {"scales": {"smoke": {
         "compress": {"group_size": 16, "awq": {"n_grid": 4}}}}}}}))
-    proc = run_snakemake(work, TARGET, "-n", env=env, configfile="awq_grid.yaml")
+    proc = _dry_run(work, env, "awq_grid.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = planned_jobs(proc.stdout)
     assert sorted(r for r, _ in jobs) == ["claim_table", "compress", "evaluate"]
@@ -118,7 +113,34 @@ def test_rerun_does_nothing_and_a_method_param_reruns_only_its_jobs(awq_run) -> 
 def test_bad_input_is_refused_before_any_job(awq_run, override, message) -> None:  # type: ignore[no-untyped-def]
     work, env = awq_run
     (work / "bad.yaml").write_text(yaml.safe_dump({"claims": {"awq_wikitext": override}}))
-    proc = run_snakemake(work, TARGET, "-n", env=env, configfile="bad.yaml")
+    proc = _dry_run(work, env, "bad.yaml")
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "rule compress" not in proc.stdout
+
+
+def test_ptq_claim_chain_train_compress_evaluate(awq_run) -> None:
+    work, _ = awq_run
+    rows = list(csv.DictReader(open(work / "results/ptq_whitepaper_glue.csv")))
+    assert [r["arm"] for r in rows] == ["float", "w8a8_tensor", "w8a8_channel", "w4a8_ptq", "w4a8_qat"]
+    assert {(r["model"], r["task"]) for r in rows} == {("tiny-bert", "sst2")}
+    by = {r["arm"]: r for r in rows}
+    assert (by["float"]["method"], by["w8a8_tensor"]["axis"], by["w8a8_channel"]["axis"]) == (
+        "none (float)", "tensor", "channel")
+    assert by["w4a8_qat"]["method"] == "qat" and by["w4a8_ptq"]["bits"] == "4" and by["w8a8_tensor"]["act_bits"] == "8"
+    assert all(int(r["n_eval"]) == 24 and 0 <= float(r["accuracy"]) <= 100 for r in rows)
+    assert by["w8a8_channel"]["paper_top1"] == "70.3"
+    out = json.loads((work / "results/ptq_whitepaper_glue.json").read_text())
+    v = out["verdicts"]["tiny-bert/sst2"]
+    assert set(v) == {"a_w8_channel_within_tolerance", "b_channel_ge_tensor", "c_w4_ptq_loses", "d_qat_recovers"}
+    assert all(x["verdict"] in ("holds", "does not hold", "inconclusive") for x in v.values())
+    # the compress steps read the train step's saved model and carry activation ranges with theirs
+    recs = [json.loads(p.read_text()) for m in ("ptq", "qat") for p in (work / "results/compress" / m).glob("*/compress.json")]
+    assert len(recs) == 4 and all(r["base"].endswith("/adapter") for r in recs)
+    assert all((Path(r["base"]).parent / "result.json").is_file() for r in recs)
+    qat = next(r for r in recs if r["method"] == "qat")
+    assert qat["calibration"]["source"] == "task"
+    assert qat["record"]["qat"]["steps"] == -(-qat["calibration"]["examples"] // 16)  # one epoch of 16-example batches
+    for p in (work / "results/compress").glob("*/*/compress.json"):
+        if json.loads(p.read_text())["method"] in ("ptq", "qat"):
+            assert (p.parent / "model" / "activation_quant.json").is_file()

@@ -423,10 +423,10 @@ def test_workflow_plans_the_claim_with_one_knn_and_loo_job(shapley_work) -> None
 
 
 @pytest.mark.slow
-def test_claim_runs_end_to_end_and_a_second_run_does_nothing(shapley_work) -> None:
+def test_claim_runs_end_to_end_and_a_second_run_does_nothing(all_claims_run) -> None:
     from reclaim.testing import run_snakemake
 
-    work, env = shapley_work
+    work, env, _ = all_claims_run  # conftest's session run (rule all, every claim) built it
     proc = run_snakemake(work, "results/data_shapley.csv", "--cores", "2", env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads((work / "results/data_shapley.json").read_text())

@@ -13,12 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from reclaim import reports
 from reclaim.cli import main
 from reclaim.config import REPO_ROOT, load, load_yaml
-from reclaim.testing import copy_workflow, run_snakemake, tiny_claim_params, workflow_env
+from reclaim.testing import run_snakemake
 
 CHROMIUM = Path("/usr/bin/chromium")
 CLAIM = "lora_ga_glue"
@@ -174,13 +173,9 @@ def test_show_unknown_claim_exits_2_with_one_line(capsys) -> None:
 
 # -- the Snakemake report, from a real tiny run ----------------------------------------------
 @pytest.fixture(scope="module")
-def report_run(tmp_path_factory, tiny_models, glue_fixture):
-    work = copy_workflow(tmp_path_factory.mktemp("wf_report"))
-    params = tiny_claim_params(tiny_models, tasks=["sst2", "mrpc"], max_train=16, max_eval=16)
-    (work / "test_params.yaml").write_text(yaml.safe_dump(params))
-    env = workflow_env(work, glue_fixture)
-    proc = run_snakemake(work, "--cores", "2", env=env)  # rule all: claim, tables, claims.md
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def report_run(all_claims_run):
+    # rule all over every claim (conftest's session run, shared with other claims' tests)
+    work, env, params = all_claims_run
     proc = run_snakemake(work, "--report", "results/report.html", env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return work, params

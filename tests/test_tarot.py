@@ -445,10 +445,12 @@ def test_the_claim_plans_with_tiny_fixtures(tarot_work) -> None:
 
 
 @pytest.mark.slow
-def test_the_claim_runs_end_to_end_and_a_second_run_does_nothing(tarot_work) -> None:
+def test_the_claim_runs_end_to_end_and_a_second_run_does_nothing(all_claims_run) -> None:
     from reclaim.testing import run_snakemake
 
-    work, env = tarot_work
+    # conftest's session run (rule all, every claim, TAROT on seeds 0 and 1) built the claim
+    work, env, params = all_claims_run
+    assert params["claims"]["tarot"]["scales"]["smoke"]["seeds"] == [0, 1]
     proc = run_snakemake(work, "results/tarot.csv", "--cores", "2", env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = list(csv.DictReader(open(work / "results/tarot.csv")))

@@ -340,6 +340,9 @@ def _check_compress(cfg: dict[str, Any], cname: str, c: dict[str, Any], arm: str
         raise ConfigError(f"{at}.method: unknown compression method {body['method']!r} "
                           f"(known: {', '.join(compress.names())})")
     comp = compress.get(body["method"])
+    if getattr(comp, "needs_original", False) and "compress" not in stages[:-1]:
+        raise ConfigError(f"{at}.method: {body['method']!r} compensates the error of an earlier compress step: "
+                          f"put a compress step before it in arm {arm!r}")
     for sname, s in c["scales"].items():
         try:
             params = comp.make_params(compress_params(body, s.get("compress")))
@@ -361,12 +364,15 @@ def _check_compress(cfg: dict[str, Any], cname: str, c: dict[str, Any], arm: str
             if model not in cfg["models"]:
                 raise ConfigError(f"{where}.scales.{sname}.subject: unknown model {model!r} "
                                   f"(defined under models: {', '.join(cfg['models'])})")
-            if any(st in ("pretrain", "compress") for st in stages[:-1]):
+            if (any(st in ("pretrain", "compress") for st in stages[:-1])
+                    and not getattr(comp, "needs_original", False)):  # compensation keeps the widths
                 continue  # compresses an earlier step's output: checked by that job on the real layers
             problems = comp.widths_ok(params, _widths(cfg, model))
             if problems:
-                raise ConfigError(f"{at}: {problems[0]} of model {model!r} (scale {sname}); groups never straddle "
-                                  "rows: pick a group size that divides every layer width")
+                hint = getattr(comp, "width_hint", None) or (
+                    "groups never straddle rows: pick a group size that divides every layer width"
+                    if comp.quantizes else "pick a pattern whose M divides every layer width")
+                raise ConfigError(f"{at}: {problems[0]} of model {model!r} (scale {sname}); {hint}")
 
 
 def _widths(cfg: dict[str, Any], model: str) -> dict[str, int]:

@@ -97,6 +97,13 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def saves_model(cfg: dict[str, Any], method: str) -> bool:
+    """Whether a method's train job writes the whole model (``adapter/``, transformers layout),
+    which a later compress step can take as its input."""
+    m = cfg["methods"][method]
+    return m["adapter"] == "full_ft" and bool((m.get("params") or {}).get("save_model"))
+
+
 def result_path(spec: dict[str, Any]) -> str:
     return f"{RUNS_DIR}/{spec['job_id']}/result.json"
 

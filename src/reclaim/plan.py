@@ -195,7 +195,7 @@ def compress_params(step: dict[str, Any], scale_overrides: dict[str, Any] | None
 
 
 def compress_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, Any], model: str, seed: int,
-                 s: dict[str, Any]) -> Job:
+                 s: dict[str, Any], task: str | None = None) -> Job:
     """Compress the arm's model, or the model directory an earlier step wrote. The id hashes the
     method's resolved params, the model identity, the earlier step's id when it compresses an
     artifact, and the calibration (split, windows, seqlen and the seed that draws them) for a
@@ -214,18 +214,26 @@ def compress_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, 
     if comp.needs_calibration:
         cal = Calibration(**s.get("calibration", {}))
         body.update(calibration=_plain(cal.__dict__), seed=seed)
-        inputs["calibration"] = prepared_path(cal.split)
+        if cal.source == "task":  # the arm's task's training split (a fine-tuned classifier)
+            if "train_split" not in upstream["files"]:
+                raise ValueError(f"compress {step['method']}: calibration source 'task' needs a train step "
+                                 "before it (the task's training split)")
+            inputs["calibration"] = upstream["files"]["train_split"]
+            body.update(task=task, calibration_data=upstream["ids"].get("pool"))
+        else:
+            inputs["calibration"] = prepared_path(cal.split)
     if artifact:
         inputs["base"] = artifact[0]
     cid = step_id("compress", body)
     return Job("compress", f"{step['method']}/{cid}", cid,
-               {"id": cid, "model_name": model, "framing": cfg["models"][model]["framing"], **body}, inputs,
+               {"id": cid, "model_name": model, "framing": cfg["models"][model]["framing"], **body,
+                "base_dir": artifact[1] if artifact else ""}, inputs,
                f"{COMPRESS_DIR}/{step['method']}/{cid}/compress.json")
 
 
 def _model_artifact(upstream: dict[str, Any]) -> tuple[str, str, str] | None:
     """(marker file, model directory, id) of the latest model an earlier step wrote."""
-    for marker, kind in (("compressed", "compress"), ("pretrained", "pretrain")):
+    for marker, kind in (("compressed", "compress"), ("pretrained", "pretrain"), ("trained", "train")):
         if marker in upstream.get("latest_model", ()):
             return upstream["files"][marker], upstream["files"]["model_dir"], f"{kind}/{upstream['ids'][kind]}"
     return None
@@ -357,8 +365,12 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
                 inputs["pretrained"] = upstream["files"]["pretrained"]
             job = plan.add(Job("train", spec["job_id"], spec["cfg"], spec, inputs, train_jobs.result_path(spec)))
             made.append(job)
-            upstream = {**upstream, "files": {**upstream["files"], "result": job.output},
+            upstream = {**upstream, "files": {**upstream["files"], "result": job.output,
+                                              "train_split": inputs["train"], "dev_split": inputs["dev"]},
                         "ids": {**upstream["ids"], "train": f"{job.id}/seed{seed}"}}
+            if train_jobs.saves_model(cfg, body["method"]):  # a model a later step can compress
+                upstream.update(latest_model=("trained",), files={
+                    **upstream["files"], "trained": job.output, "model_dir": job.output.rsplit("/", 1)[0] + "/adapter"})
         elif stage == "pretrain":
             if body.get("pool"):  # the step's own text (the arm has no pool of its own)
                 pj = plan.add(pool_job(cfg, body["pool"]))
@@ -371,7 +383,7 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
                                   "model_dir": job.output.rsplit("/", 1)[0] + "/model"},
                         "ids": {**upstream["ids"], "pretrain": job.id}, "latest_model": ("pretrained",)}
         elif stage == "compress":
-            job = plan.add(compress_job(cfg, body, upstream, score_ctx["model"], seed, s))
+            job = plan.add(compress_job(cfg, body, upstream, score_ctx["model"], seed, s, score_ctx.get("task")))
             made.append(job)
             upstream = {**upstream,
                         "files": {**upstream["files"], "compressed": job.output,

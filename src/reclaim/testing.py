@@ -583,7 +583,14 @@ def write_tiny_models(root: Path, seed: int = 0) -> dict[str, Path]:
 WORKFLOW_ITEMS = ("Snakefile", "params.yaml", "workflow", "src")
 
 TINY_FRAMINGS = {"tiny-bert": ("bert", "encoder_cls"), "tiny-gpt2": ("gpt2", "causal_lm"),
-                 "tiny-t5": ("t5", "seq2seq")}
+                 "tiny-t5": ("t5", "seq2seq"), "tiny-llama": ("llama", "causal_lm")}
+
+# The compression claims on the tiny Llama (hidden 32, MLP 64, two heads sharing one KV head):
+# group 16 divides every layer; a few 32-token calibration windows and evaluation windows.
+TINY_LM_COMPRESSION = {"subject": "tiny-llama", "reference": "random init (test fixture)", "seeds": [0],
+                       "compress": {"group_size": 16, "awq": {"n_grid": 5}},
+                       "calibration": {"n_samples": 2, "seqlen": 32},
+                       "evaluate": {"perplexity": {"seqlen": 32, "n_windows": 6}}, "resources": {"threads": 1}}
 
 
 def copy_workflow(dest: Path, extra: Sequence[str] = ()) -> Path:
@@ -613,7 +620,7 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
     return {
         # the requested models, and tiny-gpt2 for the loss-reweighting claim's LM arms
         "models": {n: {"framing": TINY_FRAMINGS[n][1], "local_dir": str(tiny_models[TINY_FRAMINGS[n][0]])}
-                   for n in dict.fromkeys([*models, "tiny-gpt2"])},
+                   for n in dict.fromkeys([*models, "tiny-gpt2", "tiny-llama"])},
         # The selection claim's pool, sized for the miniature GLUE fixture (48 train rows a task).
         "pools": {"wikitext_lm": {"builder": "wikitext_lm", "params": {"chunk_words": 12, "max_heldout_chunks": 8}},
                   "dsir_text": {"builder": "text_pool", "params": {
@@ -672,6 +679,17 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                 "pretrain": {"max_steps": 3, "max_length": 32, "eval_examples": 4},
                 "max_train_examples": max_train, "max_eval_examples": max_eval,
                 "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "resources": {"threads": 1},
+            }}},
+            # compression: weight-only PTQ on the tiny Llama (the smoke arms: no W4 on a Q4 grid)
+            "awq_wikitext": {"scales": {"smoke": {**TINY_LM_COMPRESSION,
+                                                  "arms": ["fp", "rtn_w3", "gptq_w3", "awq_w3"]}}},
+            # train -> compress -> evaluate on the first tiny model and task
+            "ptq_whitepaper_glue": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
+                "max_train_examples": max_train, "max_eval_examples": max_eval,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "calibration": {"source": "task", "n_samples": max_train, "seqlen": 32},
                 "resources": {"threads": 1},
             }}},
             # the valuation claim: its pool above, scored with the first tiny model

@@ -9,8 +9,9 @@ def _compress(wc):
 
 
 def _compress_base_dir(wc):
-    base = _compress(wc).inputs.get("base")
-    return os.path.join(os.path.dirname(base), "model") if base else ""
+    """The model directory of the step before (a compress/pretrain step's model/, a train
+    step's adapter/), or '' when the step compresses the packaged model."""
+    return _compress(wc).spec["base_dir"]
 
 
 rule compress:

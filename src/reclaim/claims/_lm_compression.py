@@ -18,6 +18,10 @@ Rules (``verdict.rules``, each with an ``id`` and a ``claim`` sentence):
 - ``log_close``: |log ppl(arm) - log ppl(than)| <= ``max``.
 
 A rule naming an arm the scale does not run is listed under ``skipped_rules``, never guessed.
+
+Rows carry the compress step's params (bits, group size, sparsity, N:M pattern), the achieved
+parameter-weighted sparsity, and the method's ``scope`` line when it has one (what it
+compressed, e.g. a structured pruner's "MLP channels only").
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from reclaim.verdicts import threshold_verdict
 
 KINDS = {"lower": ("than",), "gap_fraction": ("base", "ref", "min"), "ratio": ("than", "min"),
          "log_close": ("than", "max")}
-CSV_FIELDS = ["claim", "scale", "arm", "method", "bits", "group_size", "sparsity", "rank", "stored_bits",
+CSV_FIELDS = ["claim", "scale", "arm", "method", "base_method", "scope", "bits", "group_size", "sparsity", "pattern",
+              "achieved_sparsity", "rank", "stored_bits",
               "subject", "reference", "perplexity", "perplexity_se", "paper_perplexity", "n_seeds", "seeds",
               "seqlen", "n_windows", "tokens_scored", "calibration", "compress_s", "device", "protocol"]
 GROUP = "wikitext"
@@ -111,7 +116,8 @@ class PerplexityClaim:
         for a in arms:
             res = next(iter(by[a].values()))
             rec = _compress_record(res)
-            p = (rec or {}).get("params", {})
+            base = (rec or {}).get("base_compress") or {}  # a compensation step: the step it compensates
+            p = {**(base.get("params") or {}), **(rec or {}).get("params", {})}
             prot = res["metrics"]["protocol"]
             cal = (rec or {}).get("calibration")
             flat[f"{a}/perplexity"] = ppl[a]
@@ -119,8 +125,11 @@ class PerplexityClaim:
                 flat[f"{a}/stored_bits"] = rec["summary"]["mean_stored_bits"]
             rows.append({
                 "claim": claim_name, "scale": scale, "arm": a, "method": (rec or {}).get("method", "none (reference)"),
+                "base_method": base.get("method", ""),
                 "bits": p.get("bits", ""), "group_size": p.get("group_size", "") if p.get("axis", "group") == "group"
                 else p.get("axis", ""), "sparsity": csv_cell(p.get("sparsity")), "rank": p.get("rank", ""),
+                "pattern": p.get("pattern", ""), "scope": (rec or {}).get("record", {}).get("scope", ""),
+                "achieved_sparsity": csv_cell((rec or {}).get("summary", {}).get("mean_sparsity"), 4),
                 "stored_bits": csv_cell((rec or {}).get("summary", {}).get("mean_stored_bits"), 3),
                 "subject": res["spec"]["model"]["name"], "reference": s.get("reference", ""),
                 "perplexity": csv_cell(ppl[a], 3), "perplexity_se": csv_cell(float(np.std(boot[a], ddof=1)), 3),

@@ -18,14 +18,19 @@ from reclaim.compress._quant import QuantSpec
 
 @dataclass(frozen=True)
 class Calibration:
-    """Calibration text: ``n_samples`` random windows of ``seqlen`` tokens from a WikiText-2
-    split (never the test split the perplexity is measured on), drawn with the job's seed."""
+    """Calibration data: ``n_samples`` random windows of ``seqlen`` tokens from a WikiText-2
+    split (never the test split the perplexity is measured on), drawn with the job's seed; or,
+    with ``source: task``, ``n_samples`` training examples of the arm's task (a fine-tuned
+    classifier's calibration sentences), truncated to ``seqlen`` tokens."""
 
     n_samples: int = 8
     seqlen: int = 512
     split: str = "valid"
+    source: str = "wikitext"   # or "task": n_samples training examples of the arm's task, seqlen = max length
 
     def __post_init__(self) -> None:
+        if self.source not in ("wikitext", "task"):
+            raise ValueError(f"calibration.source: unknown {self.source!r} (wikitext, task)")
         if self.split == "test":
             raise ValueError("calibration.split: 'test' is the evaluation split; calibrate on 'valid'")
         if self.split not in ("valid", "train"):
@@ -58,6 +63,14 @@ class Compressor:
     Params: type = QuantParams
     needs_calibration = True
     quantizes = True  # False: pruning / low-rank methods (no group-size check)
+    # True: compensates the error of the compress step before it (low-rank methods); the job
+    # loads the model that step compressed as well and calls
+    # ``compress(model, calibration, params, seed, original=..., base=<that step's compress.json>)``
+    needs_original = False
+
+    def write_outputs(self, model_dir: Any, outputs: Any) -> None:
+        """Extra files written into the model directory (e.g. a PEFT adapter), from what
+        ``compress`` returned under the record's ``_outputs`` key (never part of compress.json)."""
 
     def make_params(self, raw: dict[str, Any] | None) -> Any:
         from reclaim.registry import make_params

@@ -29,11 +29,14 @@ def load_subject(framing: str, model_json: str, model_dir: str):  # type: ignore
 
     if framing not in AUTO_CLASSES:
         raise ValueError(f"compress: framing {framing!r} has no model class here (known: {', '.join(AUTO_CLASSES)})")
-    resolved = (ResolvedModel("artifact", model_dir, "local_dir") if model_dir
-                else ResolvedModel(**json.loads(model_json)))
+    original = ResolvedModel(**json.loads(model_json)) if model_json else None
+    resolved = ResolvedModel("artifact", model_dir, "local_dir") if model_dir else original
     model = load_pretrained(getattr(transformers, AUTO_CLASSES[framing]), resolved, dtype="float32")
     model.eval()
-    return model, load_tokenizer(resolved), resolved
+    # a train job's saved model has no tokenizer files: the model it fine-tuned has them
+    has_tok = any((Path(resolved.location) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tok = load_tokenizer(resolved if has_tok or original is None else original)
+    return model, tok, resolved
 
 
 def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> None:
@@ -84,9 +87,12 @@ def run(spec: dict[str, Any], model_json: str, model_dir: str, calibration: str,
     seed_everything(seed)
     t0 = time.perf_counter()
     model, tok, resolved = load_subject(spec["framing"], model_json, model_dir)
+    extra = load_original(spec, model_json, model_dir) if comp.needs_original else {}
     t_load = time.perf_counter() - t0
     windows, calib_rec = None, None
-    if comp.needs_calibration:
+    if comp.needs_calibration and spec["calibration"].get("source") == "task":
+        windows, calib_rec = task_calibration(spec, tok, Calibration(**spec["calibration"]), calibration, seed)
+    elif comp.needs_calibration:
         cal = Calibration(**spec["calibration"])
         ids = lm_text.tokenize(tok, lm_text.joined(calibration))
         windows = lm_text.calibration_windows(ids, cal.n_samples, cal.seqlen, seed)
@@ -95,13 +101,18 @@ def run(spec: dict[str, Any], model_json: str, model_dir: str, calibration: str,
                      for w in windows), "token_sha256": digest, "file_sha256": _sha256(calibration)}
     t1 = time.perf_counter()
     with torch.no_grad():
-        record = comp.compress(model, windows, params, seed)
+        record = comp.compress(model, windows, params, seed, **extra)
+    outputs = record.pop("_outputs", None)  # extra files (a PEFT adapter), not JSON
     t_compress = time.perf_counter() - t1
     out = Path(out_json)
     final = out.parent / "model"
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=out.parent))
     try:
         save_model_dir(model, tok, tmp)
+        for name, obj in record.get("model_files", {}).items():  # e.g. activation ranges
+            write_json(tmp / name, obj)
+        if outputs is not None:
+            comp.write_outputs(tmp, outputs)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -113,8 +124,41 @@ def run(spec: dict[str, Any], model_json: str, model_dir: str, calibration: str,
               "summary": summarize(record.get("layers", {}), model), "record": record,
               "timings": {"load_s": t_load, "compress_s": t_compress, "job_s": time.perf_counter() - t0},
               "device_name": cpu_name(), "torch": torch.__version__}
+    if extra.get("base"):  # the compress step whose error this one compensates
+        result["base_compress"] = {k: extra["base"].get(k) for k in ("method", "params", "summary")}
     write_json(out, result)
     return result
+
+
+def load_original(spec: dict[str, Any], model_json: str, model_dir: str) -> dict[str, Any]:
+    """For a method that compensates an earlier compress step (``needs_original``): the model
+    that step compressed (the packaged model, or the model directory it read) and its record."""
+    if not model_dir:
+        raise ValueError(f"compress {spec['method']}: compensates an earlier compress step's error, "
+                         "but no compressed model directory was given (put a compress step before it)")
+    rec_path = Path(model_dir).parent / "compress.json"
+    base = json.loads(rec_path.read_text()) if rec_path.is_file() else None
+    source = base["base"] if base and base["spec"].get("base") else ""
+    original, _, _ = load_subject(spec["framing"], model_json, source)
+    return {"original": original, "base": base}
+
+
+def task_calibration(spec: dict[str, Any], tok: Any, cal: Any, path: str, seed: int,
+                     batch_size: int = 16) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``n_samples`` training rows of the arm's task (a seeded draw), encoded by the model's
+    framing and collated into batches with their labels: what a fine-tuned classifier's PTQ
+    calibration and QAT read."""
+    from reclaim import framings
+    from reclaim.data.selection import subsample
+    from reclaim.data.tasks import get_task, read_rows
+
+    task = get_task(spec["task"])
+    framing = framings.get(spec["framing"])
+    rows = subsample(read_rows(path, ("text_a", "text_b", "label")), cal.n_samples, seed)
+    items = framing.encode(tok, task, rows, cal.seqlen)
+    batches = [framing.collate(tok, items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
+    return batches, {**cal.__dict__, "task": spec["task"], "seed": seed, "examples": len(items),
+                     "file_sha256": _sha256(path)}
 
 
 def _sha256(path: str) -> str:

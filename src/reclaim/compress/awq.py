@@ -180,6 +180,14 @@ class AWQ(Compressor):
                 lins: dict[str, torch.nn.Linear], x: torch.Tensor, params: AWQParams) -> tuple[float, torch.Tensor]:
         module = submodule(block, parent)
         x_mean = x.abs().float().mean(dim=0)
+        # one batched call per alpha: the calibration windows share their length, and the
+        # parent's other arguments (rotary embeddings, causal mask) broadcast over the batch
+        args0, kw0, _ = calls[0]
+        batch_args = (torch.cat([c[0][0] for c in calls]), *args0[1:]) if args0 else ()
+        kw = dict(kw0)
+        if not args0:
+            kw["hidden_states"] = torch.cat([c[1]["hidden_states"] for c in calls])
+        org = torch.cat([c[2] for c in calls]).float()
         originals = {n: lins[n].weight.detach().clone() for n in stage}
         best = (float("inf"), 0.0, torch.ones_like(x_mean))
         try:
@@ -189,14 +197,9 @@ class AWQ(Compressor):
                 for n in stage:
                     lins[n].weight.copy_((fake_quant(originals[n].float() * s, params.quant, n) / s)
                                          .to(originals[n].dtype))
-                loss = 0.0
-                count = 0
-                for args, kw, org in calls:
-                    out = module(*args, **kw)
-                    out = out[0] if isinstance(out, tuple) else out
-                    loss += float((org.float() - out.float()).pow(2).sum())
-                    count += org.numel()
-                loss /= max(count, 1)
+                out = module(*batch_args, **kw)
+                out = out[0] if isinstance(out, tuple) else out
+                loss = float((org - out.float()).pow(2).mean())
                 if loss < best[0]:
                     best = (loss, alpha, s)
         finally:
