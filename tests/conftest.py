@@ -50,7 +50,8 @@ def all_claims_run(tmp_path_factory, tiny_models, glue_fixture):
     params["claims"]["tarot"]["scales"]["smoke"]["seeds"] = [0, 1]
     (work / "test_params.yaml").write_text(yaml.safe_dump(params))
     env = workflow_env(work, glue_fixture)
-    proc = run_snakemake(work, "--cores", "2", env=env)  # rule all: claims, tables, claims.md
+    # rule all: claims, tables, claims.md (~170 jobs: well past run_snakemake's default timeout)
+    proc = run_snakemake(work, "--cores", "2", env=env, timeout=2700)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return work, env, params
 

@@ -95,7 +95,7 @@ def test_rerun_does_nothing_and_a_method_param_reruns_only_its_jobs(awq_run) -> 
     assert [wc["method"] for r, wc in jobs if r == "compress"] == ["awq"]
 
 
-@pytest.mark.parametrize("override,message", [
+BAD_INPUT = [
     ({"arms": {"rtn_w3": [{"compress": {"method": "rtn", "bits": 17}}, {"evaluate": {"evaluator": "perplexity"}}]}},
      "claims.awq_wikitext.arms.rtn_w3[0].compress (at scale smoke): bits must be an integer in [1, 16], got 17"),
     ({"arms": {"rtn_w3": [{"compress": {"method": "rtn", "bits": 0}}, {"evaluate": {"evaluator": "perplexity"}}]}},
@@ -109,14 +109,30 @@ def test_rerun_does_nothing_and_a_method_param_reruns_only_its_jobs(awq_run) -> 
      "claims.awq_wikitext.scales.smoke.subject: unknown model 'no-such-model'"),
     ({"scales": {"smoke": {"calibration": {"split": "test"}}}},
      "claims.awq_wikitext.scales.smoke.calibration.split: 'test' is not one of"),
-])
-def test_bad_input_is_refused_before_any_job(awq_run, override, message) -> None:  # type: ignore[no-untyped-def]
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_INPUT[:1] + BAD_INPUT[2:3])
+def test_bad_input_stops_snakemake_before_any_job(awq_run, override, message) -> None:  # type: ignore[no-untyped-def]
     work, env = awq_run
     (work / "bad.yaml").write_text(yaml.safe_dump({"claims": {"awq_wikitext": override}}))
     proc = _dry_run(work, env, "bad.yaml")
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "rule compress" not in proc.stdout
+
+
+@pytest.mark.parametrize("override,message", BAD_INPUT)
+def test_bad_input_is_refused_by_validation_naming_the_key(awq_run, override, message) -> None:  # type: ignore[no-untyped-def]
+    """The same check the Snakefile runs first (reclaim.config.validate), in process."""
+    from reclaim.config import ConfigError, load_yaml, merge, validate
+
+    work, _ = awq_run
+    cfg = merge(merge(load_yaml(work / "params.yaml"), load_yaml(work / "test_params.yaml")),
+                {"claims": {"awq_wikitext": override}})
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
 
 
 def test_ptq_claim_chain_train_compress_evaluate(awq_run) -> None:

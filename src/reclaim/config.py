@@ -379,7 +379,8 @@ def _widths(cfg: dict[str, Any], model: str) -> dict[str, int]:
     from reclaim.models import ModelNotAvailable, linear_widths, resolve
 
     try:
-        return linear_widths(resolve(model, cfg["models"][model])) or {}
+        # sorted: the same order whether the widths were just read or came from the cache
+        return dict(sorted((linear_widths(resolve(model, cfg["models"][model])) or {}).items()))
     except ModelNotAvailable:
         return {}  # not local here: the compress job checks the real layers, naming the layer
 
