@@ -130,7 +130,7 @@ class PTQWhitepaperGlue:
         add("c_w4_ptq_loses", f"float - W4A8 PTQ >= {v['w4_gap']:g} points", lambda x: x[f] - x[p],
             float(v["w4_gap"]), ">=", [f, p])
         add("d_qat_recovers", f"QAT recovers >= {v['recovery']:g} of the W4 PTQ gap",
-            lambda x: (x[q] - x[p]) / (x[f] - x[p]), float(v["recovery"]), ">=", [f, p, q])
+            lambda x: _share(x[q] - x[p], x[f] - x[p]), float(v["recovery"]), ">=", [f, p, q])
         return out
 
     def headline(self, result: dict[str, Any], claim: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +160,15 @@ class PTQWhitepaperGlue:
         ax.set_title(f"{claim_name} ({scale})", fontsize=10)
         ax.legend(fontsize=7, ncol=3)
         save_figure(fig, path)
+
+
+def _share(part: Any, whole: Any) -> Any:
+    """part / whole, NaN where there is no gap to recover (whole == 0): an undefined share
+    gives an inconclusive verdict, never a division error."""
+    whole = np.asarray(whole, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray(part, dtype=float) / np.where(whole == 0, np.nan, whole)
+    return float(out) if out.ndim == 0 else out
 
 
 AGGREGATOR = PTQWhitepaperGlue()
