@@ -83,7 +83,8 @@ class PTQWhitepaperGlue:
             idx = rng.integers(0, n, size=(int(v["bootstrap"]), n))
             boot = {a: 100 * c[idx].mean(axis=1) for a, c in correct.items()}
             acc = {a: 100 * float(c.mean()) for a, c in correct.items()}
-            for arm in claim["arms"]:
+            roles = [v[r] for r in ROLES]  # the claim config arrives with sorted keys: rows in role order
+            for arm in roles + sorted(a for a in claim["arms"] if a not in roles):
                 if arm not in arms:
                     continue
                 res = next(iter(arms[arm].values()))
