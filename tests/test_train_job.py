@@ -53,7 +53,10 @@ def test_every_method_trains_tiny_bert(method, tiny_models, glue_jsonl, tmp_path
     r = _run(cfg, "tiny-bert", method, glue_jsonl, tmp_path)
     assert r["steps"] == 3 and len(r["losses"]) == 3
     assert 0 <= r["metrics"]["accuracy"] <= 100 and r["n_eval"] == 12
-    if method != "full_ft":
+    if PARAMS["methods"][method]["adapter"] == "full_ft":  # full_ft_saved also writes the whole model
+        assert r["trainable_params"] == r["total_params"]
+        assert bool(r["adapter_files"]) == bool((PARAMS["methods"][method].get("params") or {}).get("save_model"))
+    else:
         assert r["trainable_params"] < r["total_params"]
         assert "adapter_config.json" in r["adapter_files"]
     assert (tmp_path / r["job_id"] / "result.json").is_file()
