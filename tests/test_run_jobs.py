@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import yaml
+
 from reclaim.config import REPO_ROOT, load_yaml
 from reclaim.jobs import claim_jobs, result_path
 
@@ -23,7 +25,8 @@ def _params(tmp_path, tiny_models) -> tuple:
                                     max_train_examples=16, max_eval_examples=8)
     claim["scales"]["smoke"]["train"].update(batch_size=8)
     path = tmp_path / "params.yaml"
-    path.write_text(json.dumps(cfg))  # JSON is YAML
+    # YAML, not JSON: PyYAML reads JSON's "1e-05" (the QAT step's lr) as a string
+    path.write_text(yaml.safe_dump(cfg))
     return cfg, path
 
 

@@ -583,7 +583,9 @@ def write_tiny_models(root: Path, seed: int = 0) -> dict[str, Path]:
 WORKFLOW_ITEMS = ("Snakefile", "params.yaml", "workflow", "src")
 
 TINY_FRAMINGS = {"tiny-bert": ("bert", "encoder_cls"), "tiny-gpt2": ("gpt2", "causal_lm"),
-                 "tiny-t5": ("t5", "seq2seq"), "tiny-llama": ("llama", "causal_lm")}
+                 "tiny-t5": ("t5", "seq2seq")}
+# Not a fine-tuning model of the flagship claim: the compression claims' subject only.
+TINY_LLAMA = {"framing": "causal_lm", "kind": "llama"}
 
 # The compression claims on the tiny Llama (hidden 32, MLP 64, two heads sharing one KV head):
 # group 16 divides every layer; a few 32-token calibration windows and evaluation windows.
@@ -619,8 +621,9 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
     """A --configfile override: the flagship claim at smoke scale on tiny fixture models."""
     return {
         # the requested models, and tiny-gpt2 for the loss-reweighting claim's LM arms
-        "models": {n: {"framing": TINY_FRAMINGS[n][1], "local_dir": str(tiny_models[TINY_FRAMINGS[n][0]])}
-                   for n in dict.fromkeys([*models, "tiny-gpt2", "tiny-llama"])},
+        "models": {**{n: {"framing": TINY_FRAMINGS[n][1], "local_dir": str(tiny_models[TINY_FRAMINGS[n][0]])}
+                      for n in dict.fromkeys([*models, "tiny-gpt2"])},
+                   "tiny-llama": {"framing": TINY_LLAMA["framing"], "local_dir": str(tiny_models[TINY_LLAMA["kind"]])}},
         # The selection claim's pool, sized for the miniature GLUE fixture (48 train rows a task).
         "pools": {"wikitext_lm": {"builder": "wikitext_lm", "params": {"chunk_words": 12, "max_heldout_chunks": 8}},
                   "dsir_text": {"builder": "text_pool", "params": {
