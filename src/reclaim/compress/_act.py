@@ -9,32 +9,39 @@ any evaluator that loads the model applies them (``apply``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from reclaim.compress._quant import grid_params, quantize_with
+from reclaim.compress._torch import no_grad, torch
 
 FILE = "activation_quant.json"
 
 
-class _FakeQuantSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
-        scale, zero = grid_params(lo, hi, bits, False)
-        ctx.save_for_backward((x >= scale * (0 - zero)) & (x <= scale * (2 ** bits - 1 - zero)))
-        return quantize_with(x, scale, zero, bits)
+@functools.cache
+def _ste() -> Any:
+    """The straight-through activation quantizer (an autograd Function, built on first use so
+    that importing this module does not import torch)."""
 
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        (inside,) = ctx.saved_tensors
-        return grad * inside, None, None, None
+    class FakeQuantSTE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
+            scale, zero = grid_params(lo, hi, bits, False)
+            ctx.save_for_backward((x >= scale * (0 - zero)) & (x <= scale * (2 ** bits - 1 - zero)))
+            return quantize_with(x, scale, zero, bits)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+            (inside,) = ctx.saved_tensors
+            return grad * inside, None, None, None
+
+    return FakeQuantSTE
 
 
 def fake_quant_act(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
-    return _FakeQuantSTE.apply(x, torch.tensor(lo), torch.tensor(hi), bits)
+    return _ste().apply(x, torch.tensor(lo), torch.tensor(hi), bits)
 
 
 class RangeTracker:
@@ -54,7 +61,7 @@ class RangeTracker:
             self.ranges[name] = [m * r[0] + (1 - m) * lo, m * r[1] + (1 - m) * hi]
 
 
-@torch.no_grad()
+@no_grad
 def calibrate(model: torch.nn.Module, layers: dict[str, torch.nn.Linear], batches: list[dict[str, Any]],
               momentum: float) -> dict[str, list[float]]:
     """Input ranges of ``layers`` over the calibration batches (labels are not used)."""

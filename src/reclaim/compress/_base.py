@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from reclaim.compress._quant import QuantSpec
+from reclaim.compress._torch import torch
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch import nn
+from reclaim.compress._torch import nn, no_grad, torch
 
 # Where transformers keeps the block list, by architecture family.
 BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers",
@@ -56,7 +55,7 @@ def _first(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-@torch.no_grad()
+@no_grad
 def block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Hidden states entering the first block, and its keyword arguments, per sample (1, T)."""
     _, blocks = decoder_blocks(model)
@@ -81,12 +80,12 @@ def block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[list[to
     return hidden, kwargs
 
 
-@torch.no_grad()
+@no_grad
 def run_block(block: nn.Module, hidden: list[torch.Tensor], kwargs: list[dict[str, Any]]) -> list[torch.Tensor]:
     return [_first(block(h, **kw)) for h, kw in zip(hidden, kwargs, strict=True)]
 
 
-@torch.no_grad()
+@no_grad
 def capture_linear_inputs(block: nn.Module, names: list[str], hidden: list[torch.Tensor],
                           kwargs: list[dict[str, Any]], fn: Callable[[str, torch.Tensor], None]) -> list[torch.Tensor]:
     """Run the block on every sample, calling ``fn(name, x)`` with each named Linear's input
@@ -101,7 +100,7 @@ def capture_linear_inputs(block: nn.Module, names: list[str], hidden: list[torch
             h.remove()
 
 
-@torch.no_grad()
+@no_grad
 def linear_stages(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> list[list[str]]:
     """The block's Linears in call order, grouped by the input they share (q/k/v, then o, then
     gate/up, then down in a Llama block): GPTQ's "true sequential" order and AWQ's scale groups."""

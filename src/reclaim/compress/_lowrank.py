@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from reclaim.compress._base import Compressor, output_error, weight_error
 from reclaim.compress._blocks import (
     block_inputs,
@@ -31,6 +29,7 @@ from reclaim.compress._blocks import (
     decoder_blocks,
     run_block,
 )
+from reclaim.compress._torch import no_grad, torch
 
 ADAPTER_DIR = "adapter"
 
@@ -121,7 +120,7 @@ class LowRankCompensator(Compressor):
         checks every layer's own shape, by name, too (grouped-query k/v projections are narrower)."""
         return [f"rank {params.rank} exceeds the {name} width {w}" for name, w in widths.items() if params.rank > w]
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: LowRankParams,
                  seed: int, original: torch.nn.Module | None = None, base: dict[str, Any] | None = None
                  ) -> dict[str, Any]:

@@ -18,9 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from reclaim.compress._base import Compressor, output_error, weight_error
+from reclaim.compress._torch import torch
 
 _NM = re.compile(r"^(\d+):(\d+)$")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from reclaim.compress._torch import torch
 
 AXES = ("tensor", "channel", "input_channel", "group")
 

@@ -20,11 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-
 from reclaim.compress._base import Compressor, weight_error
 from reclaim.compress._blocks import block_inputs, capture_linear_inputs, decoder_blocks, run_block
+from reclaim.compress._torch import nn, no_grad, torch
 
 MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
@@ -78,7 +76,7 @@ class ChannelStats:
         return self.ss
 
 
-@torch.no_grad()
+@no_grad
 def channel_stats(model: nn.Module, calibration: list[torch.Tensor],
                   prune_block: Callable[[int, nn.Module, ChannelStats], None] | None = None) -> list[ChannelStats]:
     """Per block, the statistics of the MLP channels (``down_proj``'s inputs). Without
@@ -116,7 +114,7 @@ def bias_compensation(w_down: torch.Tensor, mean: torch.Tensor, pruned: torch.Te
     return (w_down.double()[:, pruned] @ mean.double()[pruned]).to(w_down.dtype)
 
 
-@torch.no_grad()
+@no_grad
 def prune_channels(block: nn.Module, where: str, pruned: torch.Tensor, mean: torch.Tensor | None = None
                    ) -> dict[str, dict[str, Any]]:
     """Zero the pruned channels' gate/up rows and down columns (adding the compensation bias

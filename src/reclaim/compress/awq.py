@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from reclaim.compress._base import Compressor, QuantParams, weight_error
@@ -43,6 +42,7 @@ from reclaim.compress._blocks import (
     submodule,
 )
 from reclaim.compress._quant import QuantSpec, fake_quant, grid_params, quantize_with
+from reclaim.compress._torch import no_grad, torch
 
 LLAMA_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
@@ -82,7 +82,7 @@ def awq_scales(x_mean: torch.Tensor, alpha: float) -> torch.Tensor:
     return s / (s.max() * s.min()).sqrt()
 
 
-@torch.no_grad()
+@no_grad
 def clip_search(w: torch.Tensor, x: torch.Tensor, spec: QuantSpec, n_grid: int, max_shrink: float) -> torch.Tensor:
     """Per (row, group) clip value for ``w`` (out, in) given inputs ``x`` (tokens, in)."""
     out, inp = w.shape
@@ -108,7 +108,7 @@ def clip_search(w: torch.Tensor, x: torch.Tensor, spec: QuantSpec, n_grid: int, 
 class AWQ(Compressor):
     Params = AWQParams
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: AWQParams,
                  seed: int) -> dict[str, Any]:
         path, blocks = decoder_blocks(model)

@@ -20,9 +20,8 @@ NVlabs reference raises negative ones to the smallest positive one, so L^(-1/2) 
 
 from __future__ import annotations
 
-import torch
-
 from reclaim.compress._lowrank import LowRankCompensator, lapack_threads, top_svd
+from reclaim.compress._torch import torch
 from reclaim.linalg import eigh_signed
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from reclaim.compress._blocks import decoder_blocks
 from reclaim.compress._structured import (
     StructuredParams,
@@ -36,6 +34,7 @@ from reclaim.compress._structured import (
     prune_channels,
     scope,
 )
+from reclaim.compress._torch import no_grad, torch
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def standardise(score: torch.Tensor) -> torch.Tensor:
 class FLAP(StructuredPruner):
     Params = FLAPParams
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: FLAPParams,
                  seed: int) -> dict[str, Any]:
         path, blocks = decoder_blocks(model)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from reclaim.compress._base import Compressor, QuantParams, output_error, weight_error
@@ -36,6 +35,7 @@ from reclaim.compress._blocks import (
     run_block,
 )
 from reclaim.compress._quant import QuantSpec, grid_params, quantize_with
+from reclaim.compress._torch import no_grad, torch
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _params_for(w: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.T
     return grid_params(w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True), spec.bits, spec.sym)
 
 
-@torch.no_grad()
+@no_grad
 def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, spec: QuantSpec, damp: float = 0.01,
                   block_size: int = 128, act_order: bool = False) -> torch.Tensor:
     """Quantize ``weight`` (out, in) given the input second moment ``h`` (in, in); returns the
@@ -127,7 +127,7 @@ def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, spec: QuantSpec, damp: 
 class GPTQ(Compressor):
     Params = GPTQParams
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: GPTQParams,
                  seed: int) -> dict[str, Any]:
         path, blocks = decoder_blocks(model)

@@ -28,11 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from reclaim.compress._base import Compressor, QuantParams, weight_error
 from reclaim.compress._blocks import compressible_linears
 from reclaim.compress._quant import fake_quant
+from reclaim.compress._torch import no_grad, torch
 
 SELECT = ("gradient", "magnitude", "activation", "random")
 ACCOUNTING = ("dense grid codes + per-group scale/zero for every weight, plus per 16-bit outlier its value "
@@ -98,7 +97,7 @@ def gradient_saliency(model: torch.nn.Module, layers: dict[str, torch.nn.Linear]
             p.requires_grad_(r)
 
 
-@torch.no_grad()
+@no_grad
 def input_norms(model: torch.nn.Module, layers: dict[str, torch.nn.Linear],
                 samples: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """||X_j||_2 per input column over every calibration token, one forward pass per sample."""

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from reclaim.compress._blocks import compressible_linears
 from reclaim.compress._prune import PruneParams, Pruner, layer_record, mask_for
+from reclaim.compress._torch import no_grad, torch
 
 
 class Magnitude(Pruner):
     needs_calibration = False
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: PruneParams,
                  seed: int) -> dict[str, Any]:
         layers = compressible_linears(model)

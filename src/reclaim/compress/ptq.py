@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from reclaim.compress import _act
 from reclaim.compress._base import Compressor, QuantParams, weight_error
 from reclaim.compress._blocks import compressible_linears
 from reclaim.compress._quant import fake_quant
+from reclaim.compress._torch import torch
 
 
 @dataclass(frozen=True)

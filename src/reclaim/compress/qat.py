@@ -10,16 +10,16 @@ arm's task, with labels); the loss is the model's own (cross-entropy for a class
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from reclaim.compress import _act
 from reclaim.compress._quant import QuantSpec, fake_quant
+from reclaim.compress._torch import torch
 from reclaim.compress.ptq import PTQ, PTQParams, quantize_weights
 
 
@@ -37,23 +37,29 @@ class QATParams(PTQParams):
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
 
-class _WeightSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-        return fake_quant(w, spec)
+@functools.cache
+def _weight_quantizer() -> Any:
+    """A parametrization module class that fake-quantizes a weight with an identity gradient
+    (built on first use so that importing this module does not import torch)."""
 
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad, None
+    class WeightSTE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+            return fake_quant(w, spec)
 
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return grad, None
 
-class _FakeQuantWeight(torch.nn.Module):
-    def __init__(self, spec: QuantSpec) -> None:
-        super().__init__()
-        self.spec = spec
+    class FakeQuantWeight(torch.nn.Module):
+        def __init__(self, spec: QuantSpec) -> None:
+            super().__init__()
+            self.spec = spec
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _WeightSTE.apply(w, self.spec)
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return WeightSTE.apply(w, self.spec)
+
+    return FakeQuantWeight
 
 
 class QAT(PTQ):
@@ -61,6 +67,8 @@ class QAT(PTQ):
 
     def compress(self, model: torch.nn.Module, calibration: list[Any] | None, params: QATParams,
                  seed: int) -> dict[str, Any]:
+        from torch.nn.utils import parametrize
+
         from reclaim.compress._blocks import compressible_linears
 
         batches = calibration or []
@@ -76,7 +84,7 @@ class QAT(PTQ):
             tracker.ranges = _act.calibrate(model, layers, batches, params.act_momentum)
             handles = _act.hooks(layers, tracker.ranges, params.act_bits, tracker)
         for lin in layers.values():
-            parametrize.register_parametrization(lin, "weight", _FakeQuantWeight(params.quant))
+            parametrize.register_parametrization(lin, "weight", _weight_quantizer()(params.quant))
         g = torch.Generator().manual_seed(seed)
         steps = max(1, math.ceil(params.epochs * len(batches)))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.lr,

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from reclaim.compress._base import Compressor, QuantParams, weight_error
 from reclaim.compress._blocks import compressible_linears
 from reclaim.compress._quant import fake_quant
+from reclaim.compress._torch import no_grad, torch
 
 
 class RTN(Compressor):
     Params = QuantParams
     needs_calibration = False
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: QuantParams,
                  seed: int) -> dict[str, Any]:
         layers = compressible_linears(model)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from reclaim.compress._blocks import (
@@ -34,6 +33,7 @@ from reclaim.compress._blocks import (
     run_block,
 )
 from reclaim.compress._prune import PruneParams, Pruner, layer_mask, layer_record, lowest_mask
+from reclaim.compress._torch import no_grad, torch
 from reclaim.compress.gptq import HessianAccumulator
 
 
@@ -71,7 +71,7 @@ def _masked_chunk(w1: torch.Tensor, u1: torch.Tensor, m: torch.Tensor) -> tuple[
     return q, e
 
 
-@torch.no_grad()
+@no_grad
 def sparsegpt_prune(weight: torch.Tensor, h: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None,
                     damp: float = 0.01, block_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune ``weight`` (out, in) given the input second moment ``h`` (in, in); returns the
@@ -152,7 +152,7 @@ def sparsegpt_prune_loop(weight: torch.Tensor, h: torch.Tensor, sparsity: float,
 class SparseGPT(Pruner):
     Params = SparseGPTParams
 
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: SparseGPTParams,
                  seed: int) -> dict[str, Any]:
         path, blocks = decoder_blocks(model)

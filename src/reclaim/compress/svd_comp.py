@@ -12,9 +12,8 @@ compress step (reclaim.compress._lowrank: merged model plus a PEFT LoRA adapter)
 
 from __future__ import annotations
 
-import torch
-
 from reclaim.compress._lowrank import LowRankCompensator, top_svd
+from reclaim.compress._torch import torch
 
 
 def svd_factors(dw: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from reclaim.compress._blocks import (
@@ -25,6 +24,7 @@ from reclaim.compress._blocks import (
     run_block,
 )
 from reclaim.compress._prune import PruneParams, Pruner, layer_record, mask_for
+from reclaim.compress._torch import no_grad, torch
 
 
 def wanda_score(w: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ def wanda_score(w: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
 
 
 class Wanda(Pruner):
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: PruneParams,
                  seed: int) -> dict[str, Any]:
         path, blocks = decoder_blocks(model)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from reclaim.compress._blocks import decoder_blocks
 from reclaim.compress._structured import (
     ChannelStats,
@@ -25,10 +23,11 @@ from reclaim.compress._structured import (
     prune_channels,
     scope,
 )
+from reclaim.compress._torch import no_grad, torch
 
 
 class WandaSP(StructuredPruner):
-    @torch.no_grad()
+    @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: StructuredParams,
                  seed: int) -> dict[str, Any]:
         path, _ = decoder_blocks(model)
