@@ -21,23 +21,8 @@ from reclaim.compress._quant import QuantSpec, fake_quant, q4_1_blocks
 from reclaim.compress.awq import awq_scales, clip_search
 from reclaim.compress.gptq import HessianAccumulator, gptq_quantize
 from reclaim.data import lm_text
-
-
-def _tiny_llama(seed: int = 0):  # type: ignore[no-untyped-def]
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        cfg = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                          tie_word_embeddings=True)
-        return LlamaForCausalLM(cfg).eval()
-
-
-def _calib(n: int = 3, t: int = 32, seed: int = 1) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 96, (1, t), generator=g) for _ in range(n)]
-
+from reclaim.testing import tiny_llama_lm as _tiny_llama
+from reclaim.testing import token_windows as _calib
 
 # --- the shared quantizer --------------------------------------------------------------------
 

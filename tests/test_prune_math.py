@@ -16,22 +16,8 @@ from reclaim.compress._prune import PruneParams, layer_mask, nm_mask, row_mask
 from reclaim.compress.gptq import HessianAccumulator
 from reclaim.compress.sparsegpt import sparsegpt_prune
 from reclaim.compress.wanda import wanda_score
-
-
-def _tiny_llama(seed: int = 0):  # type: ignore[no-untyped-def]
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        cfg = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                          tie_word_embeddings=True)
-        return LlamaForCausalLM(cfg).eval()
-
-
-def _calib(n: int = 3, t: int = 32, seed: int = 1) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 96, (1, t), generator=g) for _ in range(n)]
+from reclaim.testing import tiny_llama_lm as _tiny_llama
+from reclaim.testing import token_windows as _calib
 
 
 def _correlated_inputs(n: int = 512, d: int = 64, seed: int = 0) -> torch.Tensor:

@@ -826,3 +826,28 @@ def write_cifar10_fixture(out_dir: Path, per_batch: int = 20, seed: int = 0) -> 
                  b"data": pixels.reshape(per_batch, -1), b"filenames": [b"x.png"] * per_batch}
         (out_dir / name).write_bytes(pickle.dumps(batch, protocol=2))
     return out_dir
+
+
+# --- a tiny random Llama for the compression math tests ---------------------------------------
+
+
+def tiny_llama_lm(seed: int = 0):  # -> transformers.LlamaForCausalLM
+    """A 2-block random Llama (hidden 64, MLP 128, 4 query heads sharing 2 KV heads, tied
+    embeddings, vocabulary 96) in eval mode; weights depend only on ``seed``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                          tie_word_embeddings=True)
+        return LlamaForCausalLM(cfg).eval()
+
+
+def token_windows(n: int = 3, t: int = 32, seed: int = 1, vocab: int = 96) -> list:  # list[torch.Tensor]
+    """``n`` seeded random (1, t) token windows: calibration input for ``tiny_llama_lm``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, vocab, (1, t), generator=g) for _ in range(n)]

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from reclaim.compress._torch import nn, no_grad, torch
 
 # Where transformers keeps the block list, by architecture family.
@@ -143,3 +145,30 @@ def common_parent(block: nn.Module, names: list[str]) -> str:
 
 def submodule(block: nn.Module, name: str) -> nn.Module:
     return block.get_submodule(name) if name else block
+
+
+def compress_sequentially(model: nn.Module, calibration: list[torch.Tensor], desc: str,
+                          make_stat: Callable[[nn.Linear], Any],
+                          update: Callable[[str, torch.Tensor, Any], tuple[torch.Tensor, dict[str, Any]]],
+                          true_sequential: bool = True) -> dict[str, Any]:
+    """The loop GPTQ, SparseGPT and Wanda share: block by block, each stage of Linears (all of
+    the block's at once without ``true_sequential``) gathers a statistic of its calibration
+    inputs (``make_stat(linear)``, an object with ``add(x)``), ``update(name, weight, stat)``
+    returns the new weight and the layer's record, and the next block is calibrated on this
+    block's compressed outputs. Returns the records by full layer name."""
+    path, blocks = decoder_blocks(model)
+    hidden, kwargs = block_inputs(model, calibration)
+    per_layer: dict[str, Any] = {}
+    for i, block in enumerate(tqdm(blocks, desc=desc)):
+        lins = block_linears(block)
+        stages = linear_stages(block, hidden[0], kwargs[0]) if true_sequential else [list(lins)]
+        for stage in stages:
+            stats = {n: make_stat(lins[n]) for n in stage}
+            capture_linear_inputs(block, stage, hidden, kwargs, lambda n, x, stats=stats: stats[n].add(x))
+            for n in stage:
+                w = lins[n].weight
+                w_hat, per_layer[f"{path}.{i}.{n}"] = update(n, w, stats[n])
+                with torch.no_grad():
+                    w.copy_(w_hat)
+        hidden = run_block(block, hidden, kwargs)  # the next block sees the compressed outputs
+    return per_layer

@@ -23,17 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from reclaim.compress._base import Compressor, QuantParams, output_error, weight_error
-from reclaim.compress._blocks import (
-    block_inputs,
-    block_linears,
-    capture_linear_inputs,
-    decoder_blocks,
-    linear_stages,
-    run_block,
-)
+from reclaim.compress._blocks import block_linears, compress_sequentially, decoder_blocks
 from reclaim.compress._quant import QuantSpec, grid_params, quantize_with
 from reclaim.compress._torch import no_grad, torch
 
@@ -47,10 +38,15 @@ class GPTQParams(QuantParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.damp < 1:
-            raise ValueError(f"damp must be in [0, 1), got {self.damp!r}")
-        if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ValueError(f"block_size must be an integer >= 1, got {self.block_size!r}")
+        check_obs_params(self.damp, self.block_size)
+
+
+def check_obs_params(damp: float, block_size: int) -> None:
+    """The damping and column-block size of the OBS column loop (GPTQ, SparseGPT)."""
+    if not 0 <= damp < 1:
+        raise ValueError(f"damp must be in [0, 1), got {damp!r}")
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
 
 
 class HessianAccumulator:
@@ -134,22 +130,14 @@ class GPTQ(Compressor):
         for i, block in enumerate(blocks):
             for name, lin in block_linears(block).items():
                 params.quant.check(f"{path}.{i}.{name}", lin.weight)
-        hidden, kwargs = block_inputs(model, calibration or [])
-        per_layer: dict[str, Any] = {}
-        for i, block in enumerate(tqdm(blocks, desc="gptq blocks")):
-            lins = block_linears(block)
-            stages = linear_stages(block, hidden[0], kwargs[0]) if params.true_sequential else [list(lins)]
-            for stage in stages:
-                acc = {n: HessianAccumulator(lins[n].in_features) for n in stage}
-                capture_linear_inputs(block, stage, hidden, kwargs, lambda n, x, acc=acc: acc[n].add(x))
-                for n in stage:
-                    w = lins[n].weight
-                    w_hat = gptq_quantize(w, acc[n].h, params.quant, params.damp, params.block_size, params.act_order)
-                    per_layer[f"{path}.{i}.{n}"] = {
-                        "weight_error": weight_error(w, w_hat), "output_error": output_error(w, w_hat, acc[n].h),
-                        "stored_bits": params.quant.stored_bits(tuple(w.shape))}
-                    w.copy_(w_hat)
-            hidden = run_block(block, hidden, kwargs)  # the next block sees the quantized outputs
+        def update(name: str, w: torch.Tensor, acc: HessianAccumulator) -> tuple[torch.Tensor, dict[str, Any]]:
+            w_hat = gptq_quantize(w, acc.h, params.quant, params.damp, params.block_size, params.act_order)
+            return w_hat, {"weight_error": weight_error(w, w_hat), "output_error": output_error(w, w_hat, acc.h),
+                           "stored_bits": params.quant.stored_bits(tuple(w.shape))}
+
+        per_layer = compress_sequentially(model, calibration or [], "gptq blocks",
+                                          lambda lin: HessianAccumulator(lin.in_features), update,
+                                          params.true_sequential)
         return {"layers": per_layer, "calibration_tokens": sum(int(c.numel()) for c in calibration or [])}
 
 

@@ -22,19 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from reclaim.compress._blocks import (
-    block_inputs,
-    block_linears,
-    capture_linear_inputs,
-    decoder_blocks,
-    linear_stages,
-    run_block,
-)
+from reclaim.compress._blocks import block_linears, compress_sequentially, decoder_blocks
 from reclaim.compress._prune import PruneParams, Pruner, layer_mask, layer_record, lowest_mask
 from reclaim.compress._torch import no_grad, torch
-from reclaim.compress.gptq import HessianAccumulator
+from reclaim.compress.gptq import HessianAccumulator, check_obs_params
 
 
 @dataclass(frozen=True)
@@ -45,10 +36,7 @@ class SparseGPTParams(PruneParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.damp < 1:
-            raise ValueError(f"damp must be in [0, 1), got {self.damp!r}")
-        if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ValueError(f"block_size must be an integer >= 1, got {self.block_size!r}")
+        check_obs_params(self.damp, self.block_size)
         nm = self.nm
         if nm and self.block_size % nm[1]:
             raise ValueError(f"block_size {self.block_size} must be a multiple of M={nm[1]} for pattern {self.pattern}")
@@ -158,21 +146,14 @@ class SparseGPT(Pruner):
         path, blocks = decoder_blocks(model)
         self.check_layers({f"{path}.{i}.{n}": m for i, b in enumerate(blocks) for n, m in block_linears(b).items()},
                           params)
-        hidden, kwargs = block_inputs(model, calibration or [])
-        per_layer: dict[str, Any] = {}
-        for i, block in enumerate(tqdm(blocks, desc="sparsegpt blocks")):
-            lins = block_linears(block)
-            stages = linear_stages(block, hidden[0], kwargs[0]) if params.true_sequential else [list(lins)]
-            for stage in stages:
-                acc = {n: HessianAccumulator(lins[n].in_features) for n in stage}
-                capture_linear_inputs(block, stage, hidden, kwargs, lambda n, x, acc=acc: acc[n].add(x))
-                for n in stage:
-                    w = lins[n].weight
-                    w_hat, mask = sparsegpt_prune(w, acc[n].h, params.sparsity, params.nm, params.damp,
-                                                  params.block_size)
-                    per_layer[f"{path}.{i}.{n}"] = layer_record(w, w_hat, mask, acc[n].h)
-                    w.copy_(w_hat)
-            hidden = run_block(block, hidden, kwargs)  # the next block sees the pruned outputs
+
+        def update(name: str, w: torch.Tensor, acc: HessianAccumulator) -> tuple[torch.Tensor, dict[str, Any]]:
+            w_hat, mask = sparsegpt_prune(w, acc.h, params.sparsity, params.nm, params.damp, params.block_size)
+            return w_hat, layer_record(w, w_hat, mask, acc.h)
+
+        per_layer = compress_sequentially(model, calibration or [], "sparsegpt blocks",
+                                          lambda lin: HessianAccumulator(lin.in_features), update,
+                                          params.true_sequential)
         return {"layers": per_layer, "calibration_tokens": sum(int(c.numel()) for c in calibration or [])}
 
 

@@ -14,15 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from reclaim.compress._blocks import (
-    block_inputs,
-    block_linears,
-    capture_linear_inputs,
-    decoder_blocks,
-    run_block,
-)
+from reclaim.compress._blocks import block_linears, compress_sequentially, decoder_blocks
 from reclaim.compress._prune import PruneParams, Pruner, layer_record, mask_for
 from reclaim.compress._torch import no_grad, torch
 
@@ -32,6 +24,16 @@ def wanda_score(w: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
     return w.detach().abs().float() * sq_norm.float().sqrt().unsqueeze(0)
 
 
+class SquaredNorms:
+    """Per-input sum of squares over calibration tokens (float64), for ||X_j||_2."""
+
+    def __init__(self, width: int) -> None:
+        self.sq = torch.zeros(width, dtype=torch.float64)
+
+    def add(self, x: torch.Tensor) -> None:
+        self.sq += (x.double() ** 2).sum(dim=0)
+
+
 class Wanda(Pruner):
     @no_grad
     def compress(self, model: torch.nn.Module, calibration: list[torch.Tensor] | None, params: PruneParams,
@@ -39,23 +41,15 @@ class Wanda(Pruner):
         path, blocks = decoder_blocks(model)
         self.check_layers({f"{path}.{i}.{n}": m for i, b in enumerate(blocks) for n, m in block_linears(b).items()},
                           params)
-        hidden, kwargs = block_inputs(model, calibration or [])
-        per_layer: dict[str, Any] = {}
-        for i, block in enumerate(tqdm(blocks, desc="wanda blocks")):
-            lins = block_linears(block)
-            sq = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in lins.items()}
 
-            def add(n: str, x: torch.Tensor, sq: dict = sq) -> None:
-                sq[n] += (x.double() ** 2).sum(dim=0)
+        def update(name: str, w: torch.Tensor, norms: SquaredNorms) -> tuple[torch.Tensor, dict[str, Any]]:
+            mask = mask_for(wanda_score(w, norms.sq), params, per="row")
+            w_hat = w.masked_fill(mask, 0.0)
+            return w_hat, layer_record(w, w_hat, mask)
 
-            capture_linear_inputs(block, list(lins), hidden, kwargs, add)
-            for n, lin in lins.items():
-                w = lin.weight
-                mask = mask_for(wanda_score(w, sq[n]), params, per="row")
-                w_hat = w.masked_fill(mask, 0.0)
-                per_layer[f"{path}.{i}.{n}"] = layer_record(w, w_hat, mask)
-                w.copy_(w_hat)
-            hidden = run_block(block, hidden, kwargs)  # the next block sees the pruned outputs
+        # all of a block's Linears from the same inputs (no stages), as the reference does
+        per_layer = compress_sequentially(model, calibration or [], "wanda blocks",
+                                          lambda lin: SquaredNorms(lin.in_features), update, true_sequential=False)
         return {"layers": per_layer, "calibration_tokens": sum(int(c.numel()) for c in calibration or [])}
 
 
