@@ -214,7 +214,7 @@ def test_structured_pruning_zeroes_whole_channels(method: str) -> None:
 def test_bias_compensated_model_saves_and_reloads(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from transformers import AutoModelForCausalLM
 
-    from reclaim.compress._run import save_model_dir
+    from reclaim.models import save_model_dir
 
     class _Tok:
         def save_pretrained(self, _d) -> None:  # type: ignore[no-untyped-def]

@@ -198,3 +198,19 @@ def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
 
     write_json(cache, known)
     return widths
+
+
+def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """Safetensors + config + tokenizer. A GGUF-loaded model is marked quantized and refuses
+    ``save_pretrained``; its (dequantized, then trained or compressed) weights are plain tensors, written
+    with safetensors beside a config without the GGUF quantization entry."""
+    if getattr(model, "hf_quantizer", None) is None:
+        model.save_pretrained(out_dir, safe_serialization=True)
+    else:
+        from safetensors.torch import save_model
+
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        type(model.config).from_dict(config).save_pretrained(out_dir)
+        save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reclaim.io import write_json
+from reclaim.models import save_model_dir
 
 AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "encoder_cls": "AutoModelForSequenceClassification"}
 
@@ -37,22 +38,6 @@ def load_subject(framing: str, model_json: str, model_dir: str):  # type: ignore
     has_tok = any((Path(resolved.location) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
     tok = load_tokenizer(resolved if has_tok or original is None else original)
     return model, tok, resolved
-
-
-def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> None:
-    """Safetensors + config + tokenizer. A GGUF-loaded model is marked quantized and refuses
-    ``save_pretrained``; its (dequantized, now compressed) weights are plain tensors, written
-    with safetensors beside a config without the GGUF quantization entry."""
-    if getattr(model, "hf_quantizer", None) is None:
-        model.save_pretrained(out_dir, safe_serialization=True)
-    else:
-        from safetensors.torch import save_model
-
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        type(model.config).from_dict(config).save_pretrained(out_dir)
-        save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(out_dir)
 
 
 def summarize(layers: dict[str, dict[str, Any]], model: Any) -> dict[str, Any]:

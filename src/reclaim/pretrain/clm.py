@@ -47,20 +47,9 @@ class CausalLM(Objective):
         return tok.sum(dim=1) / counts.clamp(min=1), counts
 
     def save(self, model, tokenizer, base, out_dir: Path) -> list[str]:  # type: ignore[no-untyped-def]
-        if getattr(model, "hf_quantizer", None) is None:
-            model.save_pretrained(out_dir, safe_serialization=True)
-        else:
-            # GGUF-loaded: transformers marks the (already dequantized) model as quantized and
-            # refuses save_pretrained; the weights are plain tensors, so write them and a config
-            # without the GGUF quantization entry ourselves.
-            from safetensors.torch import save_model
+        from reclaim.models import save_model_dir
 
-            config = model.config.to_dict()
-            config.pop("quantization_config", None)
-            cfg = type(model.config).from_dict(config)
-            cfg.save_pretrained(out_dir)
-            save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-        tokenizer.save_pretrained(out_dir)
+        save_model_dir(model, tokenizer, out_dir)
         return sorted(p.name for p in out_dir.iterdir())
 
 
