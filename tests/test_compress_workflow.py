@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -153,7 +152,7 @@ def test_ptq_claim_chain_train_compress_evaluate(awq_run) -> None:
     # the compress steps read the train step's saved model and carry activation ranges with theirs
     recs = [json.loads(p.read_text()) for m in ("ptq", "qat") for p in (work / "results/compress" / m).glob("*/compress.json")]
     assert len(recs) == 4 and all(r["base"].endswith("/adapter") for r in recs)
-    assert all((Path(r["base"]).parent / "result.json").is_file() for r in recs)
+    assert all((work / r["base"]).parent.joinpath("result.json").is_file() for r in recs)  # base is relative to the workdir
     qat = next(r for r in recs if r["method"] == "qat")
     assert qat["calibration"]["source"] == "task"
     assert qat["record"]["qat"]["steps"] == -(-qat["calibration"]["examples"] // 16)  # one epoch of 16-example batches
