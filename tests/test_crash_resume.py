@@ -260,3 +260,21 @@ def test_every_adapter_resumes_exactly(method, tiny_models, data, tmp_path) -> N
     assert all(torch.equal(got_state[0][k], ref_state[0][k]) for k in ref_state[0])
     if method == "adalora":
         assert ref_state[0], "AdaLoRA should have importance scores at step 9"
+
+
+def test_lisa_resumes_exactly_across_block_switches(tiny_models, data, tmp_path) -> None:
+    """LISA switches blocks every 5 steps; a crash at step 11 resumes from step 8 (mid
+    interval 1) with the same blocks, the blocks' optimizer state as it was, and every
+    parameter LISA has trained so far, including blocks frozen now."""
+    cfg = _cfg(tiny_models, batch_size=4, epochs=3, max_train=24)
+    cfg["methods"]["lisa_g1"]["optimizer"]["params"]["interval"] = 5
+    spec = make_spec(cfg, "lora_ga_glue", "tiny-bert", "sst2", "lisa_g1", 0)
+    loc = resolve("tiny-bert", cfg["models"]["tiny-bert"])
+    ref, _ = _run_capturing(spec, loc, data, tmp_path / "ref" / "result.json", step=9)
+    out = tmp_path / "job" / "result.json"
+    with pytest.raises(RuntimeError, match="injected crash"):
+        _crash_at(spec, loc, data, out, crash_step=11, every=4)
+    got, _ = _run_capturing(spec, loc, data, out, step=9, checkpoint_every=4)
+    assert got["resumed_from_step"] == 8 and got["steps"] == 18
+    assert got["losses"] == ref["losses"] and got["metrics"] == ref["metrics"]
+    assert got["optimizer"] == ref["optimizer"] and ref["optimizer"]["name"] == "lisa"

@@ -4,7 +4,7 @@ A checkpoint lives in ``<job dir>/checkpoint/``, beside ``result.json`` but not 
 Snakemake output: Snakemake deletes a failed job's declared outputs, and the checkpoint
 must survive exactly that. It holds everything a CPU run needs to continue bit-for-bit:
 
-- ``trainable.safetensors``: every parameter with ``requires_grad`` (the rest of the model
+- ``trainable.safetensors``: every parameter the optimizer holds (the rest of the model
   is rebuilt deterministically from the seed: base weights, heads' init, and adapter
   inits that rewrite base weights, such as PiSSA and LoRA-GA, by re-running ``apply``);
 - ``optimizer.pt``: optimizer and LR-scheduler state and the torch RNG states, loaded
@@ -107,7 +107,7 @@ def save(ckpt: Path, ident: str, job_id: str, model: nn.Module, optimizer: torch
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=ckpt.parent))
     old = ckpt.parent / _OLD
     try:
-        trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        trainable = {n: p.detach().cpu().contiguous() for n, p in optimized(model, optimizer).items()}
         save_file(trainable, str(tmp / "trainable.safetensors"))
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -199,6 +199,13 @@ def verify(ckpt: Path, manifest: dict[str, Any]) -> None:
                                   f"({want[:12]}...): corrupt checkpoint; delete {ckpt} to start over")
 
 
+def optimized(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The parameters the optimizer holds, by name: what training changes. Not the ones
+    with ``requires_grad`` now: LISA freezes blocks it trained in earlier intervals."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return {n: p for n, p in model.named_parameters() if id(p) in held}
+
+
 def load(ckpt: Path, ident: str, job_id: str, model: nn.Module, optimizer: torch.optim.Optimizer,
          scheduler: Any, adapter: Any, params: Any) -> TrainState | None:
     """Restore training state from ``ckpt`` if it is this job's; None when there is nothing to
@@ -225,7 +232,7 @@ def load(ckpt: Path, ident: str, job_id: str, model: nn.Module, optimizer: torch
     verify(ckpt, manifest)
 
     saved = load_file(str(ckpt / "trainable.safetensors"))
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    trainable = optimized(model, optimizer)
     if set(saved) != set(trainable):
         diff = sorted(set(saved) ^ set(trainable))
         raise CheckpointError(f"{ckpt / 'trainable.safetensors'}: parameters do not match the model "

@@ -297,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_args(s)
     s.set_defaults(fn=lambda a: __import__("reclaim.compress._run", fromlist=["command"]).command(a))
 
+    s = sub.add_parser("memory-probe", help="peak and steady memory of one training step (reclaim.probe)")
+    s.add_argument("--spec", required=True, help="probe job spec JSON (reclaim.plan.probe_job)")
+    s.add_argument("--model", required=True, help="resolved model JSON")
+    s.add_argument("--train", required=True, help="the task's training split")
+    s.add_argument("--out", required=True, help="memory.json")
+    s.add_argument("--threads", type=int, default=None)
+    _stage_args(s)
+    s.set_defaults(fn=lambda a: __import__("reclaim.probe", fromlist=["command"]).command(a))
+
     s = sub.add_parser("prepare-images", help="convert one image-task split to a canonical .npz")
     s.add_argument("--task", required=True, choices=["fashion_mnist", "cifar10"])
     s.add_argument("--split", required=True, choices=["train", "dev"])

@@ -14,6 +14,7 @@ that edits a source file between two calls sees the edit.
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -160,6 +161,8 @@ def stamp(entry_modules: Iterable[str], module_file: Callable[[str], Path], src_
     entries = tuple(sorted(set(entry_modules)))
     key = (str(src_root), entries)
     label = "+".join(m.removeprefix("reclaim.") for m in entries)
+    if len(label) > 120:  # a file-name component holds 255 bytes: long module lists get a digest
+        label = f"{label[:80]}+{len(entries)}-{hashlib.sha256(label.encode()).hexdigest()[:16]}"
     # One directory per stamp: Snakemake lists a directory's files once, the first time it
     # checks one of them, and takes files created after that as missing; a stamp is created
     # before its first check, so its own directory is always listed with it inside.

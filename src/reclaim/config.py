@@ -81,6 +81,7 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
     from reclaim.data.tasks import TASKS as ALL_TASKS
 
     _check_entries(cfg, "methods", "adapter", adapters, "adapter", source)
+    _check_optimizers(cfg, source)
     _check_scratch_models(cfg, source)
     _check_entries(cfg, "selectors", "selector", select, "selector", source)
     for name, pool in cfg.get("pools", {}).items():
@@ -102,6 +103,7 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
     for cname, c in cfg["claims"].items():
         where = f"{source}: claims.{cname}"
         _check_arms(cfg, cname, c, where)
+        _check_strategies(cfg, cname, c, where)
         for i, meth in enumerate(c.get("methods", [])):
             if meth not in cfg["methods"]:
                 raise ConfigError(f"{where}.methods[{i}]: unknown method {meth!r} "
@@ -209,6 +211,23 @@ def _check_entries(cfg: dict[str, Any], section: str, key: str, registry: Any, k
             raise ConfigError(f"{source}: {section}.{name}.params: {exc}") from None
 
 
+def _check_optimizers(cfg: dict[str, Any], source: str) -> None:
+    """A method's ``optimizer.name`` is a module of reclaim.optim and its params fit it."""
+    from reclaim import optim
+
+    for name, entry in cfg.get("methods", {}).items():
+        opt = entry.get("optimizer")
+        if not opt:
+            continue
+        if opt["name"] not in optim.names():
+            raise ConfigError(f"{source}: methods.{name}.optimizer.name: unknown optimizer {opt['name']!r} "
+                              f"(known: {', '.join(optim.names())})")
+        try:
+            optim.get(opt["name"]).make_params(opt.get("params"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: methods.{name}.optimizer.params: {exc}") from None
+
+
 def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) -> None:
     """Every step names something that exists and has valid parameters, and every arm can
     get the data its steps need at every scale."""
@@ -264,6 +283,20 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     if not s.get("models") or not s.get("tasks"):
                         raise ConfigError(f"{where}.scales.{sname}: arm {arm!r} trains, so the scale needs "
                                           "models and tasks")
+            elif stage == "probe":
+                if body["method"] not in cfg["methods"]:
+                    raise ConfigError(f"{at}.method: unknown method {body['method']!r} "
+                                      f"(defined under methods: {', '.join(cfg['methods'])})")
+                from reclaim.probe import resolve as resolve_probe
+
+                for sname, s in c["scales"].items():
+                    try:
+                        resolve_probe({**{k: v for k, v in body.items() if k != "method"}, **(s.get("probe") or {})})
+                    except (TypeError, ValueError) as exc:
+                        raise ConfigError(f"{at} (at scale {sname}): {exc}") from None
+                    if not s.get("models") or not s.get("tasks"):
+                        raise ConfigError(f"{where}.scales.{sname}: arm {arm!r} probes a training step, so the "
+                                          "scale needs models and tasks")
             elif stage == "pretrain":
                 from reclaim.plan import STEP_KEYS
                 from reclaim.pretrain._base import resolve as resolve_pretrain
@@ -326,6 +359,42 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                               f"claims.{cname}.scales.{no_ctx[0]} must give score_with: {{model, task}}")
         if "train" in stages and "select" in stages and stages.index("select") > stages.index("train"):
             raise ConfigError(f"{where}.arms.{arm}: a select step after train has nothing to select for")
+
+
+def _check_strategies(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) -> None:
+    """A training strategy's params fit every model the claim trains it on (LISA's gamma
+    against the model's block count), named by the method and the model."""
+    from reclaim import optim
+    from reclaim.plan import arms_of
+
+    for arm, steps in arms_of(c).items():
+        for step in steps:
+            (stage, body), = step.items()
+            if stage not in ("train", "probe"):
+                continue
+            entry = cfg["methods"].get(body["method"], {}).get("optimizer")
+            if not entry:
+                continue
+            strategy = optim.get(entry["name"])
+            params = strategy.make_params(entry.get("params"))
+            for sname, s in c["scales"].items():
+                models = list(s.get("models", [])) + [m for t in s.get("per_task", {}).values()
+                                                      for m in t.get("models", [])]
+                for model in dict.fromkeys(models):
+                    try:
+                        strategy.check(params, _shape(cfg, model), f"methods.{body['method']}.optimizer.params")
+                    except ValueError as exc:
+                        raise ConfigError(f"{where}.arms.{arm} (scale {sname}, model {model!r}): {exc}") from None
+
+
+def _shape(cfg: dict[str, Any], model: str) -> dict[str, Any]:
+    from reclaim.models import ModelNotAvailable, model_shape, resolve
+
+    try:
+        shape = model_shape(resolve(model, cfg["models"][model])) or {}
+    except ModelNotAvailable:
+        return {}
+    return {**shape.get("widths", {}), "blocks": shape.get("blocks")}
 
 
 def _check_compress(cfg: dict[str, Any], cname: str, c: dict[str, Any], arm: str, body: dict[str, Any],

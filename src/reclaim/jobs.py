@@ -73,6 +73,8 @@ def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: st
         "method": {"name": method, "adapter": m["adapter"], "params": _plain(dataclasses.asdict(params))},
         "seed": int(seed),
     }
+    if m.get("optimizer"):  # a training strategy (reclaim.optim); only then, so other ids stay
+        spec["method"]["optimizer"] = resolve_optimizer(m["optimizer"])
     if selection is not None:
         spec["selection"] = dict(selection)
     if reweighting is not None:
@@ -82,6 +84,14 @@ def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: st
     spec["cfg"] = spec_hash(spec)
     spec["job_id"] = f"{model}/{task}/{method}/{spec['cfg']}/seed{seed}"
     return spec
+
+
+def resolve_optimizer(entry: dict[str, Any]) -> dict[str, Any]:
+    """``{name, params}`` of a method's training strategy with its params validated and filled."""
+    from reclaim import optim
+
+    strategy = optim.get(entry["name"])
+    return {"name": entry["name"], "params": _plain(dataclasses.asdict(strategy.make_params(entry.get("params"))))}
 
 
 def _plain(obj: Any) -> Any:
@@ -156,9 +166,12 @@ def code_stamp(entry_modules: list[str]) -> str:
 
 
 def train_modules(spec: dict[str, Any]) -> list[str]:
+    from reclaim import optim
+
     strategy = [f"reclaim.reweight.{spec['reweighting']['strategy']}"] if spec.get("reweighting") else []
+    opt = (spec["method"].get("optimizer") or {}).get("name", optim.DEFAULT)
     return ["reclaim.train", f"reclaim.adapters.{spec['method']['adapter']}",
-            f"reclaim.framings.{spec['model']['framing']}", *strategy]
+            f"reclaim.framings.{spec['model']['framing']}", f"reclaim.optim.{opt}", *strategy]
 
 
 def train_code(spec: dict[str, Any]) -> list[str]:

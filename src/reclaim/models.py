@@ -155,9 +155,22 @@ def load_pretrained(auto_cls: Any, model: ResolvedModel, **kwargs: Any) -> Any:
 def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
     """The input widths of a transformer's block Linears (hidden, attention output, MLP), read
     from the local config.json or the GGUF header without loading weights; None when the model
-    is not local (a Hub id: the compress job checks the real layers). Cached per file (path,
-    size, mtime) under ``.reclaim/``, since reading a GGUF header costs seconds and validation
-    runs on every Snakemake call."""
+    is not local (a Hub id: the compress job checks the real layers)."""
+    shape = model_shape(model)
+    return None if shape is None else shape["widths"]
+
+
+def block_count(model: ResolvedModel) -> int | None:
+    """The number of transformer blocks (config ``num_hidden_layers``, GGUF ``block_count``);
+    None when unknown before loading (a Hub id, a model built from scratch)."""
+    shape = model_shape(model)
+    return None if shape is None else shape.get("blocks")
+
+
+def model_shape(model: ResolvedModel) -> dict[str, Any] | None:
+    """``{"widths": linear widths, "blocks": block count}`` of a local model. Cached per file
+    (path, size, mtime) under ``.reclaim/``, since reading a GGUF header costs seconds and
+    validation runs on every Snakemake call."""
     import json
 
     if not model.is_local or model.kind == "scratch":
@@ -167,7 +180,7 @@ def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
         return None
     st = path.stat()
     key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    cache = Path(__file__).resolve().parents[2] / ".reclaim" / "model_widths.json"
+    cache = Path(__file__).resolve().parents[2] / ".reclaim" / "model_shape.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
@@ -186,18 +199,20 @@ def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
         arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
         hidden, ffn = field(f"{arch}.embedding_length"), field(f"{arch}.feed_forward_length")
         heads, head_dim = field(f"{arch}.attention.head_count"), field(f"{arch}.attention.key_length")
+        blocks = field(f"{arch}.block_count")
     else:
         cfg = json.loads(path.read_text())
         hidden, ffn = cfg.get("hidden_size"), cfg.get("intermediate_size")
         heads, head_dim = cfg.get("num_attention_heads"), cfg.get("head_dim")
+        blocks = cfg.get("num_hidden_layers")
     widths = {"hidden": hidden, "mlp": ffn,
               "attention output": heads * head_dim if heads and head_dim else hidden}
-    widths = {k: int(v) for k, v in widths.items() if v}
-    known[key] = widths
+    shape = {"widths": {k: int(v) for k, v in widths.items() if v}, "blocks": int(blocks) if blocks else None}
+    known[key] = shape
     from reclaim.io import write_json
 
     write_json(cache, known)
-    return widths
+    return shape
 
 
 def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> None:

@@ -1,8 +1,8 @@
 """The plan: claims -> arms -> chains of steps -> jobs with composed identities.
 
 A claim is a set of arms; an arm is a chain of steps, each naming one stage
-(``select``, ``pretrain``, ``compress``, ``train``, ``evaluate``; memory-efficient training
-plugs in as a further stage). Every step becomes a job whose id hashes its own spec together with the
+(``select``, ``pretrain``, ``compress``, ``train``, ``probe`` (the memory of one training
+step), ``evaluate``). Every step becomes a job whose id hashes its own spec together with the
 ids of the jobs it reads, so
 
 - two arms or two claims that need the same step share one job (same spec, same inputs);
@@ -32,6 +32,7 @@ SELECT_DIR = "results/select"
 PRETRAIN_DIR = "results/pretrain"
 COMPRESS_DIR = "results/compress"
 EVAL_DIR = "results/evaluate"
+MEMORY_DIR = "results/memory"
 
 
 def step_id(kind: str, body: dict[str, Any]) -> str:
@@ -239,6 +240,26 @@ def _model_artifact(upstream: dict[str, Any]) -> tuple[str, str, str] | None:
     return None
 
 
+# --- stage 3: memory probe ------------------------------------------------------------------
+
+
+def probe_job(cfg: dict[str, Any], claim: str, scale: str, step: dict[str, Any], model: str, task: str,
+              seed: int, s: dict[str, Any]) -> Job:
+    """The memory of one training step of ``step["method"]`` in the arm's (model, task)
+    context (reclaim.probe): the train spec the quality run would have (its hash, not its
+    outputs: the probe never waits for training), the probe's batch, and the seed."""
+    from reclaim import probe
+
+    spec = train_jobs.make_spec(cfg, claim, model, task, step["method"], seed, scale)
+    params = probe.resolve({**{k: v for k, v in step.items() if k != "method"}, **(s.get("probe") or {})})
+    body = {"train": spec["cfg"], "seed": seed, "probe": _plain(params.__dict__)}
+    pid = step_id("probe", body)
+    key = f"{step['method']}/{pid}"
+    return Job("memory_probe", key, pid,
+               {"id": pid, "train_spec": spec, "probe": _plain(params.__dict__)},
+               {"train": split_path(task, "train")}, f"{MEMORY_DIR}/{key}/memory.json")
+
+
 # --- stage 4: evaluate ---------------------------------------------------------------------
 
 
@@ -303,7 +324,8 @@ def build(cfg: dict[str, Any], tasks_by_claim: dict[str, list[str]] | None = Non
         arms = arms_of(claim)
         if s.get("arms"):  # the arms this scale runs (e.g. no W4 arms on a Q4-grid subject)
             arms = {a: arms[a] for a in s["arms"]}
-        trained = {a: any(step_stage(st) == "train" for st in steps) for a, steps in arms.items()}
+        # arms that train (or probe a training step) run per (model, task) context
+        trained = {a: any(step_stage(st) in ("train", "probe") for st in steps) for a, steps in arms.items()}
         seeds = {a: s.get("seeds_by_arm", {}).get(a, s["seeds"]) for a in arms}  # cheap arms: more
         for model, task in train_jobs.contexts(s, tasks):
             for arm, steps in arms.items():
@@ -371,6 +393,11 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
             if train_jobs.saves_model(cfg, body["method"]):  # a model a later step can compress
                 upstream.update(latest_model=("trained",), files={
                     **upstream["files"], "trained": job.output, "model_dir": job.output.rsplit("/", 1)[0] + "/adapter"})
+        elif stage == "probe":
+            job = plan.add(probe_job(cfg, claim, scale, body, model, task, seed, s))
+            made.append(job)
+            upstream = {**upstream, "files": {**upstream["files"], "memory": job.output},
+                        "ids": {**upstream["ids"], "probe": job.id}}
         elif stage == "pretrain":
             if body.get("pool"):  # the step's own text (the arm has no pool of its own)
                 pj = plan.add(pool_job(cfg, body["pool"]))

@@ -1,8 +1,9 @@
 """The training job: one (model, task, method, hyperparameters, seed).
 
 A plain PyTorch loop rather than ``transformers.Trainer``: adapters hook into it at four
-points (apply, optimizer, extra loss, step end), inputs are tokenised once and padded per
-batch, and every step's loss is kept for the convergence verdicts. The job's only declared
+points (apply, optimizer, extra loss, step end) and training strategies (reclaim.optim: LISA,
+zeroth-order, GaLore) at three (build the optimizer, step begin, the step itself); inputs are
+tokenised once and padded per batch, and every step's loss is kept for the convergence verdicts. The job's only declared
 output, ``result.json``, is written last and atomically; the adapter is saved beside it.
 
 Crash safety: every ``checkpoint_every`` optimizer steps the full training state goes to
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reclaim import adapters, checkpoint, framings, reweight
+from reclaim import adapters, checkpoint, framings, optim, reweight
 from reclaim.data import selection
 from reclaim.data.selection import subsample
 from reclaim.data.tasks import get_task, read_rows
@@ -132,6 +133,7 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     adapter = adapters.get(mcfg["adapter"])
     params = adapter.make_params(mcfg["params"])
     loss_hook = reweight.hook(spec.get("reweighting"), framing)  # the framing's mean loss unless reweighted
+    strategy, sparams = make_strategy(spec)
 
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -186,7 +188,8 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     init_s = time.perf_counter() - t0
     trainable, total = adapters._base.count_trainable(model)
 
-    optimizer = adapter.optimizer(model, params, float(tcfg["lr"]), float(tcfg["weight_decay"]))
+    optimizer = strategy.build_optimizer(model, sparams, adapter, params, float(tcfg["lr"]),
+                                         float(tcfg["weight_decay"]))
     scheduler = get_scheduler(tcfg["scheduler"], optimizer,
                               num_warmup_steps=math.ceil(float(tcfg["warmup_ratio"]) * total_steps),
                               num_training_steps=total_steps)
@@ -220,6 +223,14 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
                 tracker.log({"train_loss": value, "lr": lr}, i)  # this run holds the whole curve
         state.mlflow_run_id = tracker.run_id
 
+    def loss_fn(model: Any, batch: dict[str, Any], step: int) -> tuple[Any, Any]:
+        loss = loss_hook.loss(model, batch, step)
+        extra = adapter.extra_loss(model, params)
+        return loss, (loss if extra is None else loss + extra)
+
+    from reclaim.optim._base import StepContext
+
+    step_ctx = StepContext(loss_fn, float(tcfg["max_grad_norm"] or 0.0), seed)
     losses, lrs = state.losses, state.lrs
     status = "FAILED"
     try:
@@ -231,20 +242,14 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
         term.deferring = True
         while step < total_steps:
             for batch in batches(len(train_items), bs, seed * 1000 + epoch, start=pos, weighted=True):
-                loss = loss_hook.loss(model, batch, step)
-                extra = adapter.extra_loss(model, params)
-                total_loss = loss if extra is None else loss + extra
-                total_loss.backward()
-                if tcfg["max_grad_norm"]:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in model.parameters() if p.requires_grad], float(tcfg["max_grad_norm"]))
-                optimizer.step()
+                strategy.on_step_begin(model, optimizer, sparams, step, seed)
+                loss = strategy.step(model, batch, optimizer, sparams, step, step_ctx)
                 scheduler.step()
                 step += 1
                 pos += 1
                 adapter.on_step_end(model, params, step)
                 optimizer.zero_grad(set_to_none=True)
-                value = float(loss.detach())
+                value = float(loss)
                 if not math.isfinite(value):
                     raise FloatingPointError(f"{spec['job_id']}: training loss is {value} at step {step}")
                 lr = scheduler.get_last_lr()[0]
@@ -303,6 +308,8 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
             "timings": timings, "adapter_files": saved, "model_location": model_location.kind,
             "pid": os.getpid(), "resumed_from_step": resumed_from,
             "selection": spec.get("selection"), "reweighting": loss_hook.record(),
+            "optimizer": {"name": spec["method"].get("optimizer", {}).get("name", optim.DEFAULT),
+                          **strategy.checkpoint_state()},
         }
         if tracker:
             tracker.finish({**{f"eval_{k}": v for k, v in metrics.items()},
@@ -319,6 +326,14 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
         term.deferring = False
         if tracker and status != "FINISHED":
             tracker.finish({}, status=status)
+
+
+def make_strategy(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """The job's training strategy (a fresh instance) and its params; a method without
+    ``optimizer`` trains with the adapter's own optimizer (``optim.DEFAULT``)."""
+    entry = spec["method"].get("optimizer") or {"name": optim.DEFAULT, "params": {}}
+    strategy = optim.get(entry["name"]).fresh()
+    return strategy, strategy.make_params(entry.get("params"))
 
 
 def _close_interrupted_run(tracker: Any, run_id: str | None) -> None:
