@@ -39,3 +39,22 @@ def test_lisa_claim_probes_and_trains_every_method(all_claims_run) -> None:
     assert len(lisa) == 1 and lisa[0]["optimizer"]["name"] == "lisa" and len(lisa[0]["peaks"]) == 2
     assert lisa[0]["inference_peak_bytes"] < lisa[0]["peak_bytes"]
     assert (work / "results/lisa_glue_loss.png").stat().st_size > 0
+
+
+def test_zo_claim_memory_and_accuracy_verdicts(all_claims_run) -> None:
+    work, _, _ = all_claims_run
+    rows = list(csv.DictReader(open(work / "results/zo_bench_sst2.csv")))
+    mem = {r["method"]: r for r in rows if r["metric"] == "peak memory (MiB)"}
+    assert set(mem) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam"}
+    # no backward: no gradients, and ZO-SGD/Sign keep no optimizer state
+    assert float(mem["zo_sgd"]["grads_mib"]) == 0 == float(mem["zo_sgd"]["opt_state_mib"])
+    assert float(mem["fo_sgd"]["grads_mib"]) > 0
+    assert float(mem["zo_sgd"]["peak_mib"]) < float(mem["full_ft"]["peak_mib"])
+    quality = {r["method"]: r for r in rows if r["metric"].startswith("dev ")}
+    assert set(quality) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam"}
+    out = json.loads((work / "results/zo_bench_sst2.json").read_text())
+    v = out["verdicts"]["tiny-bert/sst2"]
+    assert set(v) == {"a_zo_sgd_about_inference", "b_zo_adam_two_copies", "c_first_order_at_least_as_accurate"}
+    assert v["b_zo_adam_two_copies"]["verdict"] == "holds"  # AdamW's two moments, exactly
+    assert all(x["verdict"] in ("holds", "does not hold", "inconclusive") for x in v.values())
+    assert "prompt_vs_head" in out["skipped"]

@@ -695,6 +695,14 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                 "calibration": {"source": "task", "n_samples": max_train, "seqlen": 32},
                 "resources": {"threads": 1},
             }}},
+            # zeroth-order vs first-order: fewer ZO epochs than the real smoke scale
+            "zo_bench_sst2": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
+                "max_train_examples": max_train, "max_eval_examples": max_eval,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "probe": {"batch_size": 4, "max_length": 32},
+                "resources": {"threads": 1},
+            }}},
             # LISA vs LoRA: quality arms share the flagship's full_ft / lora jobs; probes at a small batch
             "lisa_glue": {"scales": {"smoke": {
                 "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
