@@ -22,6 +22,16 @@ def glue_fixture(tmp_path_factory):
     return write_glue_fixture(tmp_path_factory.mktemp("glue"), tasks=("sst2", "cola", "mrpc"), seed=0)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """xdist groups (``--dist loadgroup``, pyproject addopts): a test file is one group, so its
+    module- and session-scoped fixtures run on one worker only; every test that reads the
+    rule-all run (``all_claims_run``, ~10 minutes of jobs) joins one group, wherever it lives."""
+    for item in items:
+        group = "all_claims" if "all_claims_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 OWN_E2E_CLAIMS = ("wanda_wikitext", "flap_wikitext", "eora_wikitext", "gwq_wikitext")
 
 
