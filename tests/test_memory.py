@@ -250,3 +250,26 @@ def test_paper_scale_accounting_counts_llama2_7b() -> None:
     assert math.isclose(LLAMA2_7B.total_params() / 1e9, 6.74, abs_tol=0.01)
     # LoRA r8 on q and v: 8 * (4096 + 4096) * 2 per block
     assert LLAMA2_7B.lora_params(8, ["q_proj", "v_proj"]) == 32 * 2 * 8 * 8192
+
+
+def test_zo_in_place_updates_equal_torch_optimizers_on_the_same_gradient() -> None:
+    """The chunked in-place SGD and AdamW updates are torch's SGD / AdamW applied to g z."""
+    from reclaim.optim._zo import ZerothOrder, adamw_update, directions
+
+    torch.manual_seed(0)
+    p = torch.randn(10, 7)
+    for opt_cls, kw in ((torch.optim.SGD, {"lr": 0.1, "weight_decay": 0.01}),
+                        (torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1})):
+        ours, ref = p.clone().requires_grad_(), p.clone().requires_grad_()
+        o_ours, o_ref = opt_cls([ours], **kw), opt_cls([ref], **kw)
+        for step in range(3):
+            g = 0.37 * (step + 1)
+            z = torch.cat([z for _, z in directions(ref, 11 + step, 0, chunk=16)]).view_as(ref)
+            ref.grad = g * z
+            o_ref.step()
+            with torch.no_grad():
+                if opt_cls is torch.optim.SGD:
+                    ZerothOrder().update(ours, 0, g, 11 + step, 16, o_ours.param_groups[0], o_ours)
+                else:
+                    adamw_update(ours, 0, g, 11 + step, 16, o_ours.param_groups[0], o_ours.state[ours])
+        assert torch.allclose(ours, ref, atol=1e-6), opt_cls.__name__

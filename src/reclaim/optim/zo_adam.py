@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reclaim.optim._zo import ZerothOrder
+from reclaim.optim._zo import ZerothOrder, adamw_update
 
 
 class ZOAdam(ZerothOrder):
@@ -14,7 +14,11 @@ class ZOAdam(ZerothOrder):
         import torch
 
         trainable = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay, foreach=False)
+        return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+
+    def update(self, p: Any, index: int, g: float, seed: int, chunk: int, group: dict[str, Any],
+               optimizer: Any) -> None:
+        adamw_update(p, index, g, seed, chunk, group, optimizer.state[p])
 
 
 STRATEGY = ZOAdam()

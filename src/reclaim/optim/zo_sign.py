@@ -3,14 +3,12 @@ step size does not scale with the (noisy) magnitude of the projected gradient.""
 
 from __future__ import annotations
 
-from typing import Any
-
 from reclaim.optim._zo import ZerothOrder
 
 
 class ZOSign(ZerothOrder):
-    def gradient(self, g: float, z: Any) -> Any:
-        return z.mul_(1.0 if g > 0 else -1.0 if g < 0 else 0.0)
+    def coefficient(self, g: float) -> float:
+        return 1.0 if g > 0 else -1.0 if g < 0 else 0.0
 
 
 STRATEGY = ZOSign()
