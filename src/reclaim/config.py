@@ -126,6 +126,10 @@ def _check_references(cfg: dict[str, Any], source: str) -> None:
             if s.get("subject") and s["subject"] not in cfg["models"]:
                 raise ConfigError(f"{where}.scales.{sname}.subject: unknown model {s['subject']!r} "
                                   f"(defined under models: {', '.join(cfg['models'])})")
+            for meth in s.get("method_train", {}):
+                if meth not in cfg["methods"]:
+                    raise ConfigError(f"{where}.scales.{sname}.method_train.{meth}: unknown method {meth!r} "
+                                      f"(defined under methods: {', '.join(cfg['methods'])})")
             for arm in s.get("seeds_by_arm", {}):
                 if arm not in c.get("arms", {}):
                     raise ConfigError(f"{where}.scales.{sname}.seeds_by_arm.{arm}: not an arm of the claim "

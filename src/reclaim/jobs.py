@@ -59,7 +59,9 @@ def make_spec(cfg: dict[str, Any], claim: str, model: str, task: str, method: st
     present, so plain jobs keep their ids."""
     s = scale_settings(cfg, claim, scale, task)
     m = cfg["methods"][method]
-    train = {**cfg["train_defaults"], **s.get("train", {}), **m.get("train", {})}
+    # defaults < the scale's < the method's own < the scale's for this method (method_train)
+    train = {**cfg["train_defaults"], **s.get("train", {}), **m.get("train", {}),
+             **s.get("method_train", {}).get(method, {})}
     params = adapters.get(m["adapter"]).make_params(m.get("params"))
     spec: dict[str, Any] = {
         "model": model_identity(cfg, model),

@@ -95,6 +95,7 @@ def run(spec: dict[str, Any], train_path: str, model_json: str, out: str, thread
     adapter = adapters.get(train["method"]["adapter"])
     aparams = adapter.make_params(train["method"]["params"])
     strategy, sparams = make_strategy(train)
+    framing = strategy.loss_framing(framing, sparams)  # itself, or a loss override (chunked_ce)
     loss_hook = reweight.hook(train.get("reweighting"), framing)
 
     seed_everything(seed)
@@ -147,6 +148,9 @@ def run(spec: dict[str, Any], train_path: str, model_json: str, out: str, thread
         "job_id": spec["id"], "spec": spec, **res.as_dict(), "inference_peak_bytes": inf,
         "peak_over_inference": res.peak_bytes / inf,
         "metric_definition": "peak live tensor bytes of one training step (reclaim.memory)",
+        # the paper's own estimate where it counts memory analytically (GaLore: bf16 weights +
+        # the projected matrices' states); {} for methods whose papers measured peaks
+        "paper_accounting": strategy.paper_accounting(model, optimizer, sparams),
         "batch": {"batch_size": p.batch_size, "max_length": p.max_length,
                   "shape": list(batch["input_ids"].shape) if "input_ids" in batch else None},
         "dtype": param_dtypes[0] if len(param_dtypes) == 1 else param_dtypes,

@@ -711,6 +711,30 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                 "probe": {"batch_size": 4, "max_length": 32},
                 "resources": {"threads": 1},
             }}},
+            # GaLore / Fira / FRUGAL / 8-bit AdamW: the same train runs as lisa_glue (shared
+            # full_ft / lora jobs), probes at 4 x 32
+            "galore_memory": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
+                "max_train_examples": max_train, "max_eval_examples": max_eval,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "probe": {"batch_size": 4, "max_length": 32},
+                "resources": {"threads": 1},
+            }}},
+            # the chunked-CE loss op on the tiny Llama's hidden states: 128 WikiText fixture
+            # tokens in 32-token windows, vocabulary blocks of 32
+            "cce_memory": {"scales": {"smoke": {
+                "subject": "tiny-llama", "seeds": [0],
+                "evaluate": {"loss_memory": {"n_tokens": 128, "seqlen": 32, "chunk": 32, "repeats": 1}},
+                "resources": {"threads": 1},
+            }}},
+            # LST vs full FT and LoRA: same settings as lisa_glue, so full_ft / lora jobs are shared
+            "lst_glue": {"scales": {"smoke": {
+                "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
+                "max_train_examples": max_train, "max_eval_examples": max_eval,
+                "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
+                "probe": {"batch_size": 4, "max_length": 32},
+                "resources": {"threads": 1},
+            }}},
             # the valuation claim: its pool above, scored with the first tiny model
             "data_shapley": {"scales": {"smoke": {
                 "score_with": {"model": list(models)[0], "task": "sst2"}, "seeds": [0, 1],

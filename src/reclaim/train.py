@@ -2,7 +2,8 @@
 
 A plain PyTorch loop rather than ``transformers.Trainer``: adapters hook into it at four
 points (apply, optimizer, extra loss, step end) and training strategies (reclaim.optim: LISA,
-zeroth-order, GaLore) at three (build the optimizer, step begin, the step itself); inputs are
+zeroth-order, GaLore, chunked CE) at four (build the optimizer, step begin, the step itself, the
+loss: ``loss_framing``); inputs are
 tokenised once and padded per batch, and every step's loss is kept for the convergence verdicts. The job's only declared
 output, ``result.json``, is written last and atomically; the adapter is saved beside it.
 
@@ -132,8 +133,9 @@ def _run_job(spec: dict[str, Any], train_path: str | Path, dev_path: str | Path,
     framing = framings.get(spec["model"]["framing"])
     adapter = adapters.get(mcfg["adapter"])
     params = adapter.make_params(mcfg["params"])
-    loss_hook = reweight.hook(spec.get("reweighting"), framing)  # the framing's mean loss unless reweighted
     strategy, sparams = make_strategy(spec)
+    framing = strategy.loss_framing(framing, sparams)  # itself, or a loss override (chunked_ce)
+    loss_hook = reweight.hook(spec.get("reweighting"), framing)  # the framing's mean loss unless reweighted
 
     seed_everything(seed)
     t0 = time.perf_counter()

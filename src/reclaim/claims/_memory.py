@@ -182,3 +182,47 @@ def plot_memory(path: str | Path, title: str, mem_rows: list[dict[str, Any]], qu
     bx.set_ylabel("dev metric, mean over tasks and seeds")
     bx.set_title("quality vs memory", fontsize=9)
     save_figure(fig, path)
+
+
+# --- shared by the gradient-projection claim (galore_memory) --------------------------------
+
+def template_ratio_verdict(ratio: float, paper_ratio: float, sentence: str, definition: str,
+                           holds_factor: float = 1.10, fails_factor: float = 1.25) -> dict[str, Any]:
+    """The notes' memory template (section 6) for a deterministic ratio r against the paper's
+    r_paper: holds if r <= r_paper x ``holds_factor`` and r < 1; does not hold if r >= 1 or
+    r > r_paper x ``fails_factor``; inconclusive in between."""
+    hi, lo = paper_ratio * holds_factor, paper_ratio * fails_factor
+    out: dict[str, Any] = {"claim": sentence, "metric_definition": definition, "estimate": ratio, "se": 0.0,
+                           "lower": ratio, "upper": ratio, "z": 0.0, "threshold": hi, "paper_ratio": paper_ratio, "direction": "<=",
+                           "rule": f"holds if ratio <= {paper_ratio:g} x {holds_factor:g} = {hi:.4g} and < 1; "
+                                   f"does not hold if ratio >= 1 or > {paper_ratio:g} x {fails_factor:g} = {lo:.4g}; "
+                                   "inconclusive otherwise"}
+    if not math.isfinite(ratio):
+        out["verdict"] = INCONCLUSIVE
+    elif ratio <= hi and ratio < 1:
+        out["verdict"] = HOLDS
+    elif ratio >= 1 or ratio > lo:
+        out["verdict"] = FAILS
+    else:
+        out["verdict"] = INCONCLUSIVE
+    return out
+
+
+def state_bytes_measured(res: dict[str, Any]) -> int:
+    """All-trainable accounting: every tensor of the optimizer state plus what the method
+    keeps outside it (projectors), as the probe measured them."""
+    return int(res["opt_state_bytes"]) + int(res["extra_state_bytes"])
+
+
+def adamw_paper_accounting(res: dict[str, Any]) -> dict[str, Any]:
+    """The paper-style estimate for plain AdamW (GaLore Tables 2/4's full-rank rows): bf16
+    weights + two bf16 moments per trainable parameter."""
+    return {"definition": "bf16 weights + two bf16 AdamW moments per trainable parameter", "dtype": "bfloat16",
+            "weight_bytes": 2 * int(res["total_params"]), "state_bytes": 4 * int(res["trainable_params"]),
+            "total_bytes": 2 * int(res["total_params"]) + 4 * int(res["trainable_params"])}
+
+
+def task_average(per_task: list[dict[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    """{seed: pseudo-result whose main metric is the mean over tasks} for seeds every task ran."""
+    seeds = set.intersection(*(set(d) for d in per_task))
+    return {s: {"metrics": {"mean": mean([main_metric(d[s])[1] for d in per_task])}} for s in sorted(seeds)}

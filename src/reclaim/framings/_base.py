@@ -51,6 +51,15 @@ class Framing:
         loss reweighting (reclaim.reweight) needs them; ``loss`` itself stays as it is."""
         raise NotImplementedError
 
+    def head_inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(hidden states before the LM head (N, D), the head's weight (V, D), targets (N,),
+        already shifted, -100 ignored) such that ``loss`` is the mean cross-entropy of
+        hidden @ weight.T against targets: what a loss override (reclaim.optim.chunked_ce)
+        computes the loss from without materialising the logits."""
+        raise NotImplementedError(f"framing {self.name!r} exposes no LM head (head_inputs); a loss "
+                                  "override such as chunked_ce needs one")
+
     def predict(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
@@ -97,6 +106,26 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
     per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
     counts = (targets != -100).sum(dim=-1)
     return per_token.sum(dim=-1) / counts.clamp(min=1), counts
+
+
+def lm_head_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(last hidden state (B, T, D), output-embedding weight (V, D)) of a causal LM: the body's
+    output, final norm included, and the plain Linear the logits come from (tied embeddings
+    are fine). A PEFT model is unwrapped to the model it injected layers into. Refused when
+    the logits are more than hidden @ W.T: a head with a bias or adapter layers, soft-capping."""
+    from torch import nn as tnn
+
+    net = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = net.get_output_embeddings()
+    if type(head) is not tnn.Linear or head.bias is not None:
+        raise ValueError(f"{type(net).__name__}: the LM head is {type(head).__name__}"
+                         f"{' with a bias' if getattr(head, 'bias', None) is not None else ''}, not a plain "
+                         "bias-free Linear; the loss cannot be computed from hidden @ W.T")
+    if getattr(net.config, "final_logit_softcapping", None):
+        raise ValueError(f"{type(net).__name__} soft-caps its logits; hidden @ W.T is not its logits")
+    out = net.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.last_hidden_state, head.weight
 
 
 def sequence_logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

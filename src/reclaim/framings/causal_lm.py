@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from reclaim.framings._base import (
     Framing,
+    lm_head_inputs,
     pad,
     require_classification,
     sequence_logprob,
@@ -73,6 +74,11 @@ class CausalLabelWords(Framing):
         logits = model(input_ids=batch["gold_input_ids"], attention_mask=batch["gold_attention_mask"]).logits
         t = batch["gold_targets"]
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1), ignore_index=-100)
+
+    def head_inputs(self, model, batch):  # type: ignore[no-untyped-def]
+        hidden, weight = lm_head_inputs(model, batch["gold_input_ids"], batch["gold_attention_mask"])
+        # gold_targets are aligned with positions already (position t predicts token t+1)
+        return hidden.reshape(-1, hidden.shape[-1]), weight, batch["gold_targets"].reshape(-1)
 
     def example_losses(self, model, batch):  # type: ignore[no-untyped-def]
         logits = model(input_ids=batch["gold_input_ids"], attention_mask=batch["gold_attention_mask"]).logits

@@ -3,8 +3,10 @@
 The default step is the first-order one the loop always ran: loss, backward, optional
 gradient clipping, ``optimizer.step()``. Strategies override only the hook they change:
 ``build_optimizer`` (parameter groups), ``on_step_begin`` (before the batch's forward),
-``step`` (replace the whole step), ``extra_state`` (tensors outside ``optimizer.state`` that
-the memory probe must count, e.g. projection matrices).
+``step`` (replace the whole step), ``loss_framing`` (swap the framing's loss: chunked
+cross-entropy from the hidden states and the LM head), ``extra_state`` (tensors outside
+``optimizer.state`` that the memory probe must count, e.g. projection matrices),
+``paper_accounting`` (the paper's own memory estimate, recorded beside the probe's peak).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from reclaim.adapters._base import Adapter
+    from reclaim.framings._base import Framing
 
 # (model, batch, step) -> (the loss to record, the loss to optimise): the framing's (possibly
 # reweighted) loss, and that plus the adapter's extra loss
@@ -78,9 +81,20 @@ class Strategy:
         optimizer.step()
         return loss.detach()
 
+    def loss_framing(self, framing: Framing, params: Any) -> Framing:
+        """The framing whose ``loss`` the step optimises: the framing itself, or a loss
+        override that computes it from the framing's ``head_inputs`` (chunked_ce)."""
+        return framing
+
     def extra_state(self, optimizer: torch.optim.Optimizer) -> list[Any]:
         """Tensors the method keeps outside ``optimizer.state`` (counted by the memory probe)."""
         return []
+
+    def paper_accounting(self, model: nn.Module, optimizer: torch.optim.Optimizer, params: Any) -> dict[str, Any]:
+        """The memory the method's paper counts, when it is an estimate rather than a peak
+        (GaLore Tables 2/4: bf16 weights + the projected matrices' states), for the probe's
+        memory.json; empty when the paper measured peaks (the default)."""
+        return {}
 
     def probe_stride(self, params: Any) -> int:
         """Steps between the memory probe's steps: one per switching interval for a method
