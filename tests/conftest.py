@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,14 +23,25 @@ def glue_fixture(tmp_path_factory):
     return write_glue_fixture(tmp_path_factory.mktemp("glue"), tasks=("sst2", "cola", "mrpc"), seed=0)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """xdist groups (``--dist loadgroup``, pyproject addopts): a test file is one group, so its
-    module- and session-scoped fixtures run on one worker only; every test that reads the
-    rule-all run (``all_claims_run``, ~10 minutes of jobs) joins one group, wherever it lives."""
-    for item in items:
-        group = "all_claims" if "all_claims_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+# Tests run on two xdist workers (pyproject addopts). One scheduling group per test file, so
+# module-scoped fixtures (each e2e module's own Snakemake run) run on one worker only, except
+# that every file whose tests read the shared rule-all run (``all_claims_run``, ~10 minutes of
+# jobs) is one group: that run must not be built twice. xdist's own ``--dist loadgroup`` marks
+# are not honoured with pytest 9 (the node-id suffix it relies on is ignored), so the groups
+# come from a scheduler of our own, decided by file name.
+SHARED_RUN_FILES = frozenset(
+    p.name for p in Path(__file__).parent.glob("test_*.py") if "all_claims_run" in p.read_text(encoding="utf-8"))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "all_claims_run" if Path(path).name in SHARED_RUN_FILES else path
+
+    return FileGroups(config, log)
 
 
 OWN_E2E_CLAIMS = ("wanda_wikitext", "flap_wikitext", "eora_wikitext", "gwq_wikitext")
