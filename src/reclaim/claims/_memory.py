@@ -226,3 +226,33 @@ def task_average(per_task: list[dict[int, dict[str, Any]]]) -> dict[int, dict[st
     """{seed: pseudo-result whose main metric is the mean over tasks} for seeds every task ran."""
     seeds = set.intersection(*(set(d) for d in per_task))
     return {s: {"metrics": {"mean": mean([main_metric(d[s])[1] for d in per_task])}} for s in sorted(seeds)}
+
+
+def quality_rows(claim_name: str, scale: str, data: Runs, flat: dict[str, float],
+                 extra: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One table row per (model, task, method) train result, seeds averaged: the dev main
+    metric, seeds, parameter counts, device; adds ``model/task/method/metric`` to ``flat``.
+    Returns (rows, mean over tasks of each method's metric) for the quality-vs-memory plot."""
+    rows: list[dict[str, Any]] = []
+    per_method: dict[str, list[float]] = {}
+    for (model, task), by_method in sorted(data.quality.items()):
+        for method, seeds in by_method.items():
+            vals = [main_metric(r)[1] for r in seeds.values()]
+            first = next(iter(seeds.values()))
+            name = main_metric(first)[0]
+            rows.append({"claim": claim_name, "scale": scale, "model": model, "task": task, "method": method,
+                         "optimizer": first.get("optimizer", {}).get("name", "adamw"), "metric": f"dev {name}",
+                         "value": _cell(mean(vals), 2), "n_seeds": len(vals),
+                         "seeds": " ".join(map(str, sorted(seeds))), "trainable_params": first["trainable_params"],
+                         "total_params": first["total_params"], "steps": first.get("steps"),
+                         "metric_definition": "dev metric after training", "device": first.get("device_name", ""),
+                         **(extra or {})})
+            flat[f"{model}/{task}/{method}/{name}"] = mean(vals)
+            per_method.setdefault(method, []).append(mean(vals))
+    return rows, {m: mean(v) for m, v in per_method.items()}
+
+
+def _cell(v: float, digits: int) -> Any:
+    from reclaim.claims._common import csv_cell
+
+    return csv_cell(v, digits)

@@ -30,9 +30,9 @@ from reclaim.claims._common import csv_cell, headline_verdicts, verdict_config, 
 from reclaim.claims._memory import (
     MIB,
     adamw_paper_accounting,
-    main_metric,
     memory_row,
     plot_memory,
+    quality_rows,
     quality_verdict,
     ratio_verdict,
     split_runs,
@@ -41,7 +41,6 @@ from reclaim.claims._memory import (
     template_ratio_verdict,
 )
 from reclaim.io import write_json
-from reclaim.verdicts import mean
 
 VERDICT_DEFAULTS = {"galore": "galore_r8", "fira": "fira_r8", "frugal": "frugal_r8", "adamw": "full_ft",
                     "lora": "lora", "state_ratio": 0.345, "holds_factor": 1.10, "fails_factor": 1.25,
@@ -120,22 +119,8 @@ class GaloreMemory:
                                  "metric_definition": f"paper accounting: {pa['definition']}"})
                     flat[f"{model}/{task}/{method}/paper_state_mib"] = pa["state_bytes"] / MIB
             verdicts.setdefault(model, {}).update(self._memory_verdicts(by_method, task, v, flat, model))
-        quality_mean: dict[str, list[float]] = {}
-        for (model, task), by_method in sorted(data.quality.items()):
-            for method, seeds in by_method.items():
-                name, vals = None, []
-                for res in seeds.values():
-                    name, value = main_metric(res)
-                    vals.append(value)
-                first = next(iter(seeds.values()))
-                rows.append({"claim": claim_name, "scale": scale, "model": model, "task": task, "method": method,
-                             "optimizer": first.get("optimizer", {}).get("name", "adamw"),
-                             "metric": f"dev {name}", "value": csv_cell(mean(vals), 2), "n_seeds": len(vals),
-                             "seeds": " ".join(map(str, sorted(seeds))), "trainable_params": first["trainable_params"],
-                             "total_params": first["total_params"], "metric_definition": "dev metric after training",
-                             "device": first.get("device_name", "")})
-                flat[f"{model}/{task}/{method}/{name}"] = mean(vals)
-                quality_mean.setdefault(method, []).append(mean(vals))
+        q_rows, quality_mean = quality_rows(claim_name, scale, data, flat)
+        rows += q_rows
         for model in sorted({m for m, _ in data.quality}):
             verdicts.setdefault(model, {}).update(self._quality_verdicts(
                 {t: d for (m, t), d in data.quality.items() if m == model}, v))
@@ -146,7 +131,7 @@ class GaloreMemory:
                    "metrics": flat, "verdicts": {k: g for k, g in verdicts.items() if g}, "verdict_config": v}
         write_json(out_json, payload)
         plot_memory(out_png, f"{claim_name} ({scale})", mem_rows,
-                    {m: mean(vals) for m, vals in quality_mean.items()})
+                    quality_mean)
         return payload
 
     def _memory_verdicts(self, by_method: dict[str, dict[str, Any]], task: str, v: dict[str, Any],

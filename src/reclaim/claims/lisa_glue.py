@@ -28,16 +28,16 @@ from typing import Any
 from reclaim.claims._common import csv_cell, headline_verdicts, verdict_config, write_csv
 from reclaim.claims._memory import (
     LLAMA2_7B,
-    main_metric,
     memory_row,
     plot_memory,
+    quality_rows,
     quality_verdict,
     ratio_verdict,
     split_runs,
     state_bytes,
+    task_average,
 )
 from reclaim.io import write_json
-from reclaim.verdicts import mean
 
 VERDICT_DEFAULTS = {"lisa": "lisa_g2", "lora": "lora_r128", "memory_ratio": 1.02, "quality_tolerance": 1.0,
                     "z": 2.0}
@@ -90,28 +90,14 @@ class LisaGlue:
                     lisa["peak_bytes"], lora["peak_bytes"], float(v["memory_ratio"]),
                     f"peak({v['lisa']}) / peak({v['lora']}) <= {v['memory_ratio']:g} on {task} "
                     f"(batch {memory_row(lisa)['batch']})", "peak live tensor bytes (probe)")
-        quality_mean: dict[str, list[float]] = {}
-        for (model, task), by_method in sorted(data.quality.items()):
-            for method, seeds in by_method.items():
-                name, vals = None, []
-                for res in seeds.values():
-                    name, value = main_metric(res)
-                    vals.append(value)
-                first = next(iter(seeds.values()))
-                rows.append({"claim": claim_name, "scale": scale, "model": model, "task": task, "method": method,
-                             "optimizer": first.get("optimizer", {}).get("name", "adamw"),
-                             "metric": f"dev {name}", "value": csv_cell(mean(vals), 2), "n_seeds": len(vals),
-                             "seeds": " ".join(map(str, sorted(seeds))), "trainable_params": first["trainable_params"],
-                             "total_params": first["total_params"], "metric_definition": "dev metric after training",
-                             "device": first.get("device_name", "")})
-                flat[f"{model}/{task}/{method}/{name}"] = mean(vals)
-                quality_mean.setdefault(method, []).append(mean(vals))
+        q_rows, quality_mean = quality_rows(claim_name, scale, data, flat)
+        rows += q_rows
         for model in sorted({m for m, _ in data.quality}):
             per_task = {t: d for (m, t), d in data.quality.items() if m == model}
             if all(v["lisa"] in d and v["lora"] in d for d in per_task.values()) and per_task:
                 # the per-seed mean over tasks, as one "result" per seed
-                lisa_avg = _task_average([d[v["lisa"]] for d in per_task.values()])
-                lora_avg = _task_average([d[v["lora"]] for d in per_task.values()])
+                lisa_avg = task_average([d[v["lisa"]] for d in per_task.values()])
+                lora_avg = task_average([d[v["lora"]] for d in per_task.values()])
                 verdicts.setdefault(model, {})["b_quality"] = quality_verdict(
                     lisa_avg, lora_avg, float(v["quality_tolerance"]), float(v["z"]),
                     f"{v['lisa']} - {v['lora']} >= -{v['quality_tolerance']:g} points (mean over "
@@ -130,7 +116,7 @@ class LisaGlue:
                    "metrics": flat, "verdicts": verdicts, "verdict_config": v}
         write_json(out_json, payload)
         plot_memory(out_png, f"{claim_name} ({scale})", mem_rows,
-                    {m: mean(vals) for m, vals in quality_mean.items()})
+                    quality_mean)
         return payload
 
     def _paper_scale(self, specs: dict[str, dict[str, Any]], v: dict[str, Any]) -> dict[str, Any] | None:
@@ -172,11 +158,6 @@ class LisaGlue:
                 "tasks": result.get("tasks", []), "paper_same_tasks": None, "paper_all_tasks": None,
                 "paper_all_task_names": [], "rows": rows if result.get("metrics") else []}
 
-
-def _task_average(per_task: list[dict[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
-    """{seed: pseudo-result whose main metric is the mean over tasks} for seeds every task ran."""
-    seeds = set.intersection(*(set(d) for d in per_task))
-    return {s: {"metrics": {"mean": mean([main_metric(d[s])[1] for d in per_task])}} for s in sorted(seeds)}
 
 
 AGGREGATOR = LisaGlue()

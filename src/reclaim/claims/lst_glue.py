@@ -24,9 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from reclaim.claims._common import csv_cell, headline_verdicts, verdict_config, write_csv
-from reclaim.claims._memory import main_metric, memory_row, plot_memory, quality_verdict, split_runs
+from reclaim.claims._memory import (
+    memory_row,
+    plot_memory,
+    quality_rows,
+    quality_verdict,
+    split_runs,
+    task_average,
+)
 from reclaim.io import write_json
-from reclaim.verdicts import mean, threshold_verdict
+from reclaim.verdicts import threshold_verdict
 
 VERDICT_DEFAULTS = {"lst": "lst_r8", "lora": "lora_lst_matched", "full_ft": "full_ft", "saving": 0.64,
                     "saving_ratio": 2.43, "quality_tolerance": 1.0, "z": 2.0}
@@ -117,28 +124,14 @@ class LstGlue:
                                trainable_lst=lst["trainable_params"], trainable_lora=lora["trainable_params"])
                 group[f"b_saving_ratio_{task}"] = verdict
                 flat[f"{model}/{task}/saving_ratio"] = ratio
-        quality_mean: dict[str, list[float]] = {}
-        for (model, task), by_method in sorted(data.quality.items()):
-            for method, seeds in sorted(by_method.items()):
-                name, vals = "", []
-                for res in seeds.values():
-                    name, value = main_metric(res)
-                    vals.append(value)
-                first = next(iter(seeds.values()))
-                rows.append({"claim": claim_name, "scale": scale, "model": model, "task": task, "method": method,
-                             "optimizer": first.get("optimizer", {}).get("name", "adamw"),
-                             "metric": f"dev {name}", "value": csv_cell(mean(vals), 2), "n_seeds": len(vals),
-                             "seeds": " ".join(map(str, sorted(seeds))), "trainable_params": first["trainable_params"],
-                             "total_params": first["total_params"], "metric_definition": "dev metric after training",
-                             "device": first.get("device_name", "")})
-                flat[f"{model}/{task}/{method}/{name}"] = mean(vals)
-                quality_mean.setdefault(method, []).append(mean(vals))
+        q_rows, quality_mean = quality_rows(claim_name, scale, data, flat)
+        rows += q_rows
         for model in sorted({m for m, _ in data.quality}):
             per_task = {t: d for (m, t), d in data.quality.items() if m == model}
             if per_task and all(v["lst"] in d and v["lora"] in d for d in per_task.values()):
                 verdicts.setdefault(model, {})["c_quality"] = quality_verdict(
-                    _task_average([d[v["lst"]] for d in per_task.values()]),
-                    _task_average([d[v["lora"]] for d in per_task.values()]),
+                    task_average([d[v["lst"]] for d in per_task.values()]),
+                    task_average([d[v["lora"]] for d in per_task.values()]),
                     float(v["quality_tolerance"]), float(v["z"]),
                     f"{v['lst']} - {v['lora']} >= -{v['quality_tolerance']:g} points (mean over "
                     f"{', '.join(sorted(per_task))})")
@@ -150,7 +143,7 @@ class LstGlue:
                    "verdicts": verdicts, "verdict_config": v}
         write_json(out_json, payload)
         plot_memory(out_png, f"{claim_name} ({scale})", mem_rows,
-                    {m: mean(vals) for m, vals in quality_mean.items()})
+                    quality_mean)
         return payload
 
     def headline(self, result: dict[str, Any], claim: dict[str, Any]) -> dict[str, Any]:
@@ -161,11 +154,6 @@ class LstGlue:
                 "tasks": result.get("tasks", []), "paper_same_tasks": None, "paper_all_tasks": None,
                 "paper_all_task_names": [], "rows": rows if result.get("metrics") else []}
 
-
-def _task_average(per_task: list[dict[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
-    """{seed: pseudo-result whose main metric is the mean over tasks} for seeds every task ran."""
-    seeds = set.intersection(*(set(d) for d in per_task))
-    return {s: {"metrics": {"mean": mean([main_metric(d[s])[1] for d in per_task])}} for s in sorted(seeds)}
 
 
 AGGREGATOR = LstGlue()

@@ -29,12 +29,13 @@ from reclaim.claims._memory import (
     main_metric,
     memory_row,
     plot_memory,
+    quality_rows,
     quality_verdict,
     ratio_verdict,
     split_runs,
 )
 from reclaim.io import write_json
-from reclaim.verdicts import mean, threshold_verdict
+from reclaim.verdicts import threshold_verdict
 
 VERDICT_DEFAULTS = {"zo_sgd": "zo_sgd", "zo_adam": "zo_adam", "fo_sgd": "fo_sgd", "inference_ratio": 1.15,
                     "copies_tolerance": 0.1, "quality_tolerance": 1.0, "z": 2.0, "prompt_arm": None,
@@ -97,20 +98,9 @@ class ZOBenchSST2:
                     "claim": f"peak({v['zo_adam']}) - peak({v['zo_sgd']}) = 2 parameter copies "
                              f"(+/- {v['copies_tolerance']:g})",
                     "copies": copies, **out, "metric_definition": "peak difference / parameter bytes"}
-        quality_mean: dict[str, list[float]] = {}
+        q_rows, quality_mean = quality_rows(claim_name, scale, data, flat)
+        rows += q_rows
         for (model, task), by_method in sorted(data.quality.items()):
-            for method, seeds in by_method.items():
-                vals = [main_metric(r)[1] for r in seeds.values()]
-                first = next(iter(seeds.values()))
-                name = main_metric(first)[0]
-                rows.append({"claim": claim_name, "scale": scale, "model": model, "task": task, "method": method,
-                             "optimizer": first.get("optimizer", {}).get("name", "adamw"), "metric": f"dev {name}",
-                             "value": csv_cell(mean(vals), 2), "n_seeds": len(vals),
-                             "seeds": " ".join(map(str, sorted(seeds))), "trainable_params": first["trainable_params"],
-                             "steps": first["steps"], "metric_definition": "dev metric after training",
-                             "device": first.get("device_name", "")})
-                flat[f"{model}/{task}/{method}/{name}"] = mean(vals)
-                quality_mean.setdefault(method, []).append(mean(vals))
             if v["fo_sgd"] in by_method and v["zo_sgd"] in by_method:
                 verdicts.setdefault(f"{model}/{task}", {})["c_first_order_at_least_as_accurate"] = quality_verdict(
                     by_method[v["fo_sgd"]], by_method[v["zo_sgd"]], float(v["quality_tolerance"]), float(v["z"]),
@@ -130,7 +120,7 @@ class ZOBenchSST2:
                    "tasks": sorted({t for _, t in data.probes} | {t for _, t in data.quality}), "missing_tasks": {},
                    "metrics": flat, "verdicts": verdicts, "verdict_config": v, "skipped": skipped}
         write_json(out_json, payload)
-        plot_memory(out_png, f"{claim_name} ({scale})", mem_rows, {m: mean(x) for m, x in quality_mean.items()})
+        plot_memory(out_png, f"{claim_name} ({scale})", mem_rows, quality_mean)
         return payload
 
     def headline(self, result: dict[str, Any], claim: dict[str, Any]) -> dict[str, Any]:
