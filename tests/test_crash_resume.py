@@ -24,6 +24,7 @@ from reclaim.data.glue import read_classic
 from reclaim.io import write_jsonl
 from reclaim.jobs import make_spec
 from reclaim.models import resolve
+from reclaim.testing import distinct_methods
 from reclaim.train import run_job
 
 PARAMS = load_yaml(REPO_ROOT / "params.yaml")
@@ -238,7 +239,7 @@ def _run_capturing(spec: dict, loc, data: Path, out: Path, step: int, **kw: Any)
     return result, seen["state"]
 
 
-@pytest.mark.parametrize("method", sorted(PARAMS["methods"]))
+@pytest.mark.parametrize("method", distinct_methods(PARAMS["methods"]))
 def test_every_adapter_resumes_exactly(method, tiny_models, data, tmp_path) -> None:
     """A crash at step 11 of 18, checkpoints every 4 steps: the resumed run (from step 8)
     matches an uninterrupted one, including AdaLoRA's rank allocator state."""

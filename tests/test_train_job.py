@@ -12,6 +12,7 @@ from reclaim.config import load_yaml
 from reclaim.io import write_jsonl
 from reclaim.jobs import make_spec
 from reclaim.models import resolve
+from reclaim.testing import distinct_methods
 from reclaim.train import run_job
 
 PARAMS = load_yaml(__import__("reclaim.config", fromlist=["REPO_ROOT"]).REPO_ROOT / "params.yaml")
@@ -48,7 +49,7 @@ def _run(cfg, model, method, glue_jsonl, tmp_path, seed=0):  # type: ignore[no-u
                    tmp_path / spec["job_id"] / "result.json", loc, progress=False)
 
 
-@pytest.mark.parametrize("method", sorted(PARAMS["methods"]))
+@pytest.mark.parametrize("method", distinct_methods(PARAMS["methods"]))
 def test_every_method_trains_tiny_bert(method, tiny_models, glue_jsonl, tmp_path) -> None:
     cfg = _cfg(tiny_models, "bert", "encoder_cls")
     r = _run(cfg, "tiny-bert", method, glue_jsonl, tmp_path)

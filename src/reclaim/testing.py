@@ -891,3 +891,15 @@ def token_windows(n: int = 3, t: int = 32, seed: int = 1, vocab: int = 96) -> li
 
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(0, vocab, (1, t), generator=g) for _ in range(n)]
+
+
+def distinct_methods(methods: dict) -> list[str]:
+    """One ``methods:`` entry per code path: per (adapter, training strategy, whether it writes
+    the whole model). Methods that differ only in numbers (LoRA ranks, LISA's gamma, LST's
+    init) run the same code, so per-method parametrized tests take one of each."""
+    by_path: dict[tuple, str] = {}
+    for name in sorted(methods):
+        m = methods[name]
+        key = (m["adapter"], (m.get("optimizer") or {}).get("name"), bool((m.get("params") or {}).get("save_model")))
+        by_path.setdefault(key, name)
+    return sorted(by_path.values())

@@ -64,11 +64,13 @@ for _key, _job in PLAN.jobs.get("build_pool", {}).items():
             POOL_PROBLEMS.setdefault(_key, f"pools.{_job.spec['name']}: {WIKITEXT_DIR}/{_split}.txt not found")
 
 JOBS = {key: job.spec for key, job in PLAN.jobs.get("train", {}).items()}
-JOB_CLAIM = {}
+JOB_CLAIMS = {}  # (rule, key) -> every claim that needs the job (identical jobs are shared)
 for _claim, _runs in PLAN.runs.items():
     for _run in _runs:
         for _job in _run.jobs:
-            JOB_CLAIM.setdefault((_job.rule, _job.key), _claim)
+            _claims = JOB_CLAIMS.setdefault((_job.rule, _job.key), [])
+            if _claim not in _claims:
+                _claims.append(_claim)
 
 class _Models(dict):
     """Models resolved on first use, i.e. only for the jobs the requested targets need (a
@@ -100,8 +102,11 @@ def plan_job(rule, key):
 def scale_resources(wildcards, key, default, rule="train", job_key=None):
     if job_key is None:
         job_key = job(wildcards)["job_id"]
-    claim = JOB_CLAIM[(rule, job_key)]
-    return config["claims"][claim]["scales"][SCALE].get("resources", {}).get(key, default)
+    # a job several claims share gets the most any of them asks for (threads, memory, time, GPUs)
+    asked = [config["claims"][c]["scales"][SCALE].get("resources", {}).get(key)
+             for c in JOB_CLAIMS[(rule, job_key)]]
+    asked = [a for a in asked if a is not None]
+    return max(asked) if asked else default
 
 
 onstart:
