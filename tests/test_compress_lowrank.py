@@ -159,12 +159,59 @@ def test_gwq_mask_keeps_exactly_the_top_fraction_and_zero_fraction_is_rtn() -> N
     assert torch.equal(quantize_with_outliers(w, top_mask(w.abs(), 0.0), p, "x"), rtn)
     # accounting: 16-bit value + 6-bit column index per outlier + 32-bit row pointers
     assert outlier_bits((16, 64), 10) == pytest.approx((10 * 22 + 32 * 16) / 1024)
-    with pytest.raises(ValueError, match="select: unknown 'hessian'"):
-        get("gwq").make_params({"select": "hessian"})
+    with pytest.raises(ValueError, match="select: unknown 'curvature'"):
+        get("gwq").make_params({"select": "curvature"})
+    with pytest.raises(ValueError, match="rest: unknown 'awq'"):
+        get("gwq").make_params({"rest": "awq"})
 
 
-@pytest.mark.parametrize("select", ["gradient", "magnitude", "activation", "random"])
-def test_gwq_selects_by_its_saliency_on_a_tiny_llama(select: str) -> None:
+def test_gwq_hessian_saliency_is_the_obs_saliency() -> None:
+    from reclaim.compress.gwq import hessian_saliency
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 24, generator=g) @ torch.randn(24, 24, generator=g)
+    h = 2 * x.T @ x / 200
+    w = torch.randn(8, 24, generator=g)
+    damped = h.double() + 0.01 * torch.diag(h).double().mean() * torch.eye(24, dtype=torch.float64)
+    expect = w.double() ** 2 / torch.diag(torch.linalg.inv(damped))
+    assert torch.allclose(hessian_saliency(w, h, 0.01).double(), expect, rtol=1e-5)
+
+
+def test_gptq_keeping_the_outliers_keeps_them_and_lowers_the_output_error() -> None:
+    """GWQ's GPTQ reading: kept weights have zero rounding error (their value is the weight the
+    OBS updates left), no keep is plain GPTQ, and keeping the top 1 % lowers the output error."""
+    from reclaim.compress._base import output_error
+    from reclaim.compress._quant import QuantSpec, fake_quant
+    from reclaim.compress.gptq import HessianAccumulator, gptq_quantize
+    from reclaim.compress.gwq import hessian_saliency, top_mask
+
+    g = torch.Generator().manual_seed(4)
+    x = (torch.randn(512, 64, generator=g) @ (torch.randn(64, 64, generator=g) / 8 + 0.2 * torch.eye(64)))
+    x = x * torch.logspace(-1, 1, 64)
+    acc = HessianAccumulator(64)
+    acc.add(x)
+    w = torch.randn(48, 64, generator=g)
+    spec = QuantSpec(bits=3, group_size=16)
+    plain = gptq_quantize(w, acc.h, spec, block_size=16)
+    assert torch.equal(gptq_quantize(w, acc.h, spec, block_size=16, keep=torch.zeros_like(w, dtype=torch.bool)),
+                       plain)
+    keep = top_mask(hessian_saliency(w, acc.h, 0.01), 0.01)
+    kept = gptq_quantize(w, acc.h, spec, block_size=16, keep=keep)
+    assert output_error(w, kept, acc.h) < output_error(w, plain, acc.h) < output_error(w, fake_quant(w, spec), acc.h)
+    # the first column's kept weights see no earlier update: exactly the original weight
+    first = keep[:, 0]
+    assert torch.equal(kept[first, 0], w[first, 0])
+    # every non-kept weight sits on its group's grid: at most 2^3 distinct values per (row, group)
+    off = kept.masked_fill(keep, float("nan"))
+    for r in range(48):
+        for c0 in range(0, 64, 16):
+            vals = off[r, c0:c0 + 16]
+            assert vals[~vals.isnan()].unique().numel() <= 8
+
+
+@pytest.mark.parametrize("select,rest", [("gradient", "rtn"), ("magnitude", "rtn"), ("activation", "rtn"),
+                                         ("hessian", "rtn"), ("random", "rtn"), ("gradient", "gptq")])
+def test_gwq_selects_by_its_saliency_on_a_tiny_llama(select: str, rest: str) -> None:
     from reclaim.compress.gwq import gradient_saliency
 
     model = _tiny_llama()
@@ -173,14 +220,17 @@ def test_gwq_selects_by_its_saliency_on_a_tiny_llama(select: str) -> None:
     layers = compressible_linears(ref)
     grads = gradient_saliency(ref, layers, calib[:1]) if select == "gradient" else None
     gwq = get("gwq")
-    params = gwq.make_params({"bits": 2, "group_size": 16, "outlier_fraction": 0.05, "select": select})
+    params = gwq.make_params({"bits": 2, "group_size": 16, "outlier_fraction": 0.05, "select": select, "rest": rest})
     rec = gwq.compress(model, calib, params, seed=3)
-    assert rec["select"] == select and "16 bits" in rec["outlier_accounting"]
+    assert rec["select"] == select and rec["rest"] == rest and "16 bits" in rec["outlier_accounting"]
     for name, lin in compressible_linears(model).items():
         w = layers[name].weight.detach()
-        kept = lin.weight.detach() == w
         r = rec["layers"][name]
         assert r["outliers"] == round(0.05 * w.numel())
+        assert set(r) >= {"weight_error", "stored_bits"}
+        if rest == "gptq":  # kept weights carry GPTQ's updates: not equal to the originals
+            continue
+        kept = lin.weight.detach() == w
         assert kept.sum() >= r["outliers"]  # the outliers, plus any weight already on its grid
         assert r["stored_bits"] > params.quant.stored_bits(tuple(w.shape))
         if select == "gradient":  # the kept 16-bit entries include the top-|grad| ones

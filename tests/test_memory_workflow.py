@@ -45,13 +45,13 @@ def test_zo_claim_memory_and_accuracy_verdicts(all_claims_run) -> None:
     work, _, _ = all_claims_run
     rows = list(csv.DictReader(open(work / "results/zo_bench_sst2.csv")))
     mem = {r["method"]: r for r in rows if r["metric"] == "peak memory (MiB)"}
-    assert set(mem) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam"}
+    assert set(mem) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam", "forward_grad"}
     # no backward: no gradients, and ZO-SGD/Sign keep no optimizer state
     assert float(mem["zo_sgd"]["grads_mib"]) == 0 == float(mem["zo_sgd"]["opt_state_mib"])
     assert float(mem["fo_sgd"]["grads_mib"]) > 0
     assert float(mem["zo_sgd"]["peak_mib"]) < float(mem["full_ft"]["peak_mib"])
     quality = {r["method"]: r for r in rows if r["metric"].startswith("dev ")}
-    assert set(quality) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam"}
+    assert set(quality) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam", "forward_grad"}
     out = json.loads((work / "results/zo_bench_sst2.json").read_text())
     v = out["verdicts"]["tiny-bert/sst2"]
     assert set(v) == {"a_zo_sgd_about_inference", "b_zo_adam_two_copies", "c_first_order_at_least_as_accurate"}

@@ -329,9 +329,11 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
                     if not s.get("pool") and not body.get("pool"):
                         raise ConfigError(f"{at}: arm {arm!r} pretrains on pool text, so the step or the "
                                           f"scale ({where}.scales.{sname}) needs a pool")
-                    if not trains and not s.get("score_with"):
+                    if not trains and not s.get("score_with") and not s.get("subject"):
                         raise ConfigError(f"{at}: arm {arm!r} does not train, so the model to pretrain comes "
-                                          f"from claims.{cname}.scales.{sname}.score_with")
+                                          f"from claims.{cname}.scales.{sname}.score_with (or subject)")
+                if "lora" in body:
+                    _check_lora(body["lora"], steps[:i], at)
             elif stage == "compress":
                 _check_compress(cfg, cname, c, arm, body, stages, at, where)
             elif stage == "evaluate":
@@ -399,6 +401,27 @@ def _shape(cfg: dict[str, Any], model: str) -> dict[str, Any]:
     except ModelNotAvailable:
         return {}
     return {**shape.get("widths", {}), "blocks": shape.get("blocks")}
+
+
+def _check_lora(raw: Any, before: list[dict[str, Any]], at: str) -> None:
+    """LoRA on a compressed base (reclaim.pretrain._lora): valid params, and ``init:
+    compensation`` only right after a compensation step of the same rank."""
+    from reclaim import compress
+    from reclaim.pretrain._lora import resolve as resolve_lora
+
+    try:
+        lora = resolve_lora(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{at}.lora: {exc}") from None
+    if lora.init != "compensation":
+        return
+    prev = before[-1].get("compress") if before else None
+    if not prev or not getattr(compress.get(prev["method"]), "needs_original", False):
+        raise ConfigError(f"{at}.lora.init: 'compensation' starts from the factors of a compensation step "
+                          "(compress: eora or svd_comp) right before this step; there is none")
+    if prev.get("rank") != lora.r:
+        raise ConfigError(f"{at}.lora.r: {lora.r} differs from the rank {prev.get('rank')} of the compensation "
+                          "step it starts from")
 
 
 def _check_compress(cfg: dict[str, Any], cname: str, c: dict[str, Any], arm: str, body: dict[str, Any],

@@ -146,7 +146,7 @@ def select_jobs(cfg: dict[str, Any], step: dict[str, Any], source: dict[str, Any
 
 # --- stage 3: continued pretraining ----------------------------------------------------------
 
-STEP_KEYS = ("weight_mode", "reweighting", "pool")  # pretrain step keys that are not objective params
+STEP_KEYS = ("weight_mode", "reweighting", "pool", "lora")  # pretrain step keys that are not objective params
 
 
 def pretrain_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, Any], model: str,
@@ -165,11 +165,34 @@ def pretrain_job(cfg: dict[str, Any], step: dict[str, Any], upstream: dict[str, 
             "weight_mode": mode if upstream["ids"].get("subset") else None, "seed": seed}
     if step.get("reweighting"):  # only then, so unweighted pretraining keeps its id
         body["reweighting"] = reweight.resolve(step["reweighting"])
-    pid = step_id("pretrain", body)
     inputs = {"pool": upstream["files"]["pool"],
               **({"subset": upstream["files"]["subset"]} if "subset" in upstream["files"] else {}),
               **({"heldout": upstream["files"]["heldout"]} if "heldout" in upstream["files"] else {})}
-    return Job("pretrain", pid, pid, {"id": pid, "model_name": model, **body}, inputs,
+    # After a compress step: train that model (LoRA on the frozen compressed base, reclaim.pretrain._lora);
+    # these keys enter only then, so pretraining a packaged model keeps its id.
+    init: dict[str, str] = {}
+    artifact = _model_artifact(upstream)
+    if artifact:
+        body["base"] = artifact[2]
+        inputs["base"] = artifact[0]
+        init = {"init_dir": artifact[1]}
+    if step.get("lora") is not None:
+        from reclaim.pretrain._lora import resolve as resolve_lora
+
+        lora = resolve_lora(step["lora"])
+        body["lora"] = lora.as_dict()
+        if lora.init == "compensation":
+            comp = upstream.get("compensation")
+            if not comp:
+                raise ValueError("pretrain lora.init compensation: needs a compensation step (compress: eora or "
+                                 "svd_comp) right before it")
+            if comp["rank"] != lora.r:
+                raise ValueError(f"pretrain lora.r: {lora.r} differs from the rank {comp['rank']} of the "
+                                 "compensation step it starts from")
+            inputs["uncompensated"] = comp["base_marker"]
+            init = {"init_dir": comp["base_dir"], "adapter_dir": artifact[1] + "/adapter"}
+    pid = step_id("pretrain", body)
+    return Job("pretrain", pid, pid, {"id": pid, "model_name": model, **body, **init}, inputs,
                f"{PRETRAIN_DIR}/{pid}/pretrain.json")
 
 
@@ -342,6 +365,8 @@ def build(cfg: dict[str, Any], tasks_by_claim: dict[str, list[str]] | None = Non
 
 def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, steps: list[dict[str, Any]],
              model: str | None, task: str | None, seed: int) -> ArmRun:
+    from reclaim import compress
+
     s = train_jobs.scale_settings(cfg, claim, scale, task)
     made: list[Job] = []
     upstream: dict[str, Any] = {"files": {}, "ids": {}}
@@ -399,10 +424,15 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
             upstream = {**upstream, "files": {**upstream["files"], "memory": job.output},
                         "ids": {**upstream["ids"], "probe": job.id}}
         elif stage == "pretrain":
-            if body.get("pool"):  # the step's own text (the arm has no pool of its own)
-                pj = plan.add(pool_job(cfg, body["pool"]))
+            if body.get("pool"):  # the step's own text (the arm has no pool of its own); a model an
+                pj = plan.add(pool_job(cfg, body["pool"]))  # earlier step wrote stays the one trained
                 made.append(pj)
-                upstream = {"files": pool_files(pj), "ids": {"pool": pj.id}}
+                kept = {k: upstream["files"][k] for k in ("compressed", "pretrained", "trained", "model_dir")
+                        if k in upstream["files"]}
+                upstream = {**{k: upstream[k] for k in ("latest_model", "compensation") if k in upstream},
+                            "files": {**pool_files(pj), **kept},
+                            "ids": {"pool": pj.id, **{k: upstream["ids"][k] for k in ("compress", "pretrain")
+                                                     if k in upstream["ids"]}}}
             job = plan.add(pretrain_job(cfg, body, upstream, score_ctx["model"], seed, s.get("pretrain")))
             made.append(job)
             upstream = {**upstream,
@@ -412,10 +442,16 @@ def _arm_run(plan: Plan, cfg: dict[str, Any], claim: str, scale: str, arm: str, 
         elif stage == "compress":
             job = plan.add(compress_job(cfg, body, upstream, score_ctx["model"], seed, s, score_ctx.get("task")))
             made.append(job)
-            upstream = {**upstream,
+            before = _model_artifact(upstream)
+            compensation = None
+            if before and "rank" in job.spec["params"] and compress.get(body["method"]).needs_original:
+                compensation = {"rank": job.spec["params"]["rank"], "base_marker": before[0], "base_dir": before[1]}
+            upstream = {**{k: v for k, v in upstream.items() if k != "compensation"},
                         "files": {**upstream["files"], "compressed": job.output,
                                   "model_dir": job.output.rsplit("/", 1)[0] + "/model"},
                         "ids": {**upstream["ids"], "compress": job.id}, "latest_model": ("compressed",)}
+            if compensation:  # a LoRA step right after may start from these factors on that base
+                upstream["compensation"] = compensation
         elif stage == "evaluate":
             ctx = ({"model": train_jobs.model_identity(cfg, score_ctx["model"]), "task": score_ctx.get("task")}
                    if score_ctx.get("model") else None)

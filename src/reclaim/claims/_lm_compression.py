@@ -54,11 +54,28 @@ GROUP = "wikitext"
 
 
 def _compress_record(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of the step that wrote the evaluated model: a compress step's, or, for LoRA
+    trained on a compressed base (reclaim.pretrain._lora), one shaped like it: method
+    ``lora r<r> (<init>)``, its base the compress step under it."""
     model = result.get("metrics", {}).get("model", "")
+    if not model:
+        return None
     path = Path(model).parent / "compress.json"
-    if model and path.is_file():
+    if path.is_file():
         return json.loads(path.read_text())
-    return None
+    path = Path(model).parent / "pretrain.json"
+    if not path.is_file():
+        return None
+    pre = json.loads(path.read_text())
+    lora, base = pre["spec"].get("lora"), pre.get("base_compress") or {}
+    comp = base.get("compensation")
+    start = f"from {comp['method']} r{comp['params']['rank']}" if comp else "zero init"
+    return {"method": f"lora r{lora['r']} ({start})" if lora else "clm (all weights)",
+            "params": {"rank": lora["r"]} if lora else {}, "trained": True,
+            "base_compress": {"method": base.get("method", ""), "params": base.get("params") or {}},
+            "summary": base.get("summary") or {}, "record": {"scope": f"{pre['steps']} steps on "
+                                                                    f"{pre['n_train']} WikiText-2 valid chunks"},
+            "timings": {"compress_s": pre["timings"]["train_s"]}}
 
 
 class PerplexityClaim:
@@ -134,7 +151,8 @@ class PerplexityClaim:
                 "subject": res["spec"]["model"]["name"], "reference": s.get("reference", ""),
                 "perplexity": csv_cell(ppl[a], 3), "perplexity_se": csv_cell(float(np.std(boot[a], ddof=1)), 3),
                 "paper_perplexity": csv_cell(paper.get(a)), "n_seeds": len(by[a]),
-                "seeds": " ".join(str(x) for x in sorted(by[a])) if cal else "(no calibration)",
+                "seeds": " ".join(str(x) for x in sorted(by[a])) if cal or (rec or {}).get("trained")
+                else "(no calibration)",
                 "seqlen": prot["seqlen"], "n_windows": prot["n_windows"], "tokens_scored": prot["tokens_scored"],
                 "calibration": f"{cal['n_samples']}x{cal['seqlen']} wikitext-2 {cal['split']}" if cal else "",
                 "compress_s": csv_cell((rec or {}).get("timings", {}).get("compress_s"), 1),

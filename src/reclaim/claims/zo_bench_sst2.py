@@ -6,6 +6,8 @@ are not in params.yaml; the verdicts are the benchmark's stated shapes.
 
 Memory from the probe jobs (peak live tensor bytes of one step at a fixed batch; the same
 record carries the peak of one no-grad forward on that batch), quality from the train jobs.
+Forward-Grad (Sec. 3: an exact jvp directional derivative, reclaim.optim.forward_grad) is
+probed and trained beside them: rows in the table, no verdict of its own.
 
   (a) peak(ZO-SGD) / inference peak <= ``inference_ratio`` (two forwards and one regenerated
       direction tensor at a time: no activations kept, no gradient buffers);

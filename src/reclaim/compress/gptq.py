@@ -72,9 +72,12 @@ def _params_for(w: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.T
 
 @no_grad
 def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, spec: QuantSpec, damp: float = 0.01,
-                  block_size: int = 128, act_order: bool = False) -> torch.Tensor:
+                  block_size: int = 128, act_order: bool = False, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Quantize ``weight`` (out, in) given the input second moment ``h`` (in, in); returns the
-    dequantized weights. Supports per-tensor, per-channel and grouped specs."""
+    dequantized weights. Supports per-tensor, per-channel and grouped specs. ``keep`` (bool,
+    like ``weight``) marks weights kept unquantized (GWQ's 16-bit outliers): their rounding
+    error is zero, they carry the error updates of earlier columns, and a group's grid is taken
+    with them zeroed, as GWQ's RTN path takes it."""
     if spec.axis == "input_channel":
         raise ValueError("gptq: axis 'input_channel' is not supported (GPTQ quantizes column by column)")
     w = weight.detach().float().clone()
@@ -83,14 +86,16 @@ def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, spec: QuantSpec, damp: 
     dead = torch.diag(h) == 0
     h[dead, dead] = 1
     w[:, dead] = 0
+    kept = torch.zeros_like(w, dtype=torch.bool) if keep is None else keep.clone()
     if spec.axis == "tensor":
-        scale, zero = grid_params(w.min().reshape(1, 1), w.max().reshape(1, 1), spec.bits, spec.sym)
+        wz = w.masked_fill(kept, 0.0)
+        scale, zero = grid_params(wz.min().reshape(1, 1), wz.max().reshape(1, 1), spec.bits, spec.sym)
     elif spec.axis == "channel":
-        scale, zero = _params_for(w, spec)
+        scale, zero = _params_for(w.masked_fill(kept, 0.0), spec)
     perm = None
     if act_order:
         perm = torch.argsort(torch.diag(h), descending=True, stable=True)
-        w, h = w[:, perm], h[perm][:, perm]
+        w, h, kept = w[:, perm], h[perm][:, perm], kept[:, perm]
     h += damp * torch.mean(torch.diag(h)) * torch.eye(cols)
     hinv = torch.cholesky_inverse(torch.linalg.cholesky(h.double()))
     u = torch.linalg.cholesky(hinv, upper=True).float()
@@ -107,9 +112,10 @@ def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, spec: QuantSpec, damp: 
                 # this block's updates, the rest the lazy updates of earlier blocks
                 end = col + spec.group_size
                 cur = torch.cat([w1[:, i:], w[:, i2:end]], dim=1)[:, : spec.group_size]
-                scale, zero = _params_for(cur, spec)
+                scale, zero = _params_for(cur.masked_fill(kept[:, col:col + cur.shape[1]], 0.0), spec)
             wc = w1[:, i]
             qc = quantize_with(wc.unsqueeze(1), scale, zero, spec.bits).squeeze(1)
+            qc = torch.where(kept[:, col], wc, qc)
             q[:, col] = qc
             e = (wc - qc) / u1[i, i]
             w1[:, i:] -= e.unsqueeze(1) @ u1[i, i:].unsqueeze(0)

@@ -29,4 +29,5 @@ def code_modules(spec: dict[str, Any]) -> list[str]:
     """The modules a pretrain job executes (its rule's code inputs)."""
     strategy = ([f"reclaim.reweight.{spec['reweighting']['strategy']}", "reclaim.reweight._base"]
                 if spec.get("reweighting") else [])
-    return ["reclaim.pretrain._run", f"reclaim.pretrain.{spec['params']['objective']}", *strategy]
+    lora = ["reclaim.pretrain._lora"] if spec.get("lora") else []
+    return ["reclaim.pretrain._run", f"reclaim.pretrain.{spec['params']['objective']}", *strategy, *lora]

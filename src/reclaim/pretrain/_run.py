@@ -39,6 +39,21 @@ def _held_out_loss(objective: Any, model: Any, tok: Any, ids: list[list[int]], p
     return total / count if count else None
 
 
+def _base_record(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """What the compress step(s) under the trained model did (method, params), for the claim rows."""
+    if not spec.get("init_dir"):
+        return None
+    path = Path(spec["init_dir"]).parent / "compress.json"
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    out = {k: rec.get(k) for k in ("method", "params", "summary")}
+    if spec.get("adapter_dir"):  # the compensation step whose factors start the LoRA
+        comp = json.loads((Path(spec["adapter_dir"]).parents[1] / "compress.json").read_text())
+        out["compensation"] = {k: comp.get(k) for k in ("method", "params")}
+    return out
+
+
 def run(spec: dict[str, Any], model_json: str, pool: str, subset: str | None, heldout: str | None,
         out_json: str, threads: int | None = None, tracking: Any = None, progress: bool = True) -> dict[str, Any]:
     import torch
@@ -60,9 +75,20 @@ def run(spec: dict[str, Any], model_json: str, pool: str, subset: str | None, he
     seed = int(spec["seed"])
     device = pick_device("auto")
     base = ResolvedModel(**json.loads(model_json))
+    source = base
+    if spec.get("init_dir"):  # a model an earlier step wrote (a compressed model), not the packaged one
+        source = ResolvedModel("artifact", spec["init_dir"], "local_dir")
+        if not Path(spec["init_dir"]).is_dir():
+            raise FileNotFoundError(f"pretrain {spec['id']}: the model directory {spec['init_dir']} an earlier "
+                                    "step should have written does not exist")
 
-    seed_everything(seed)  # a head the checkpoint lacks is initialised from this seed
-    model, tok = objective.load(base)
+    seed_everything(seed)  # a head the checkpoint lacks (and LoRA's A) is initialised from this seed
+    model, tok = objective.load(source)
+    lora_modules: list[str] = []
+    if spec.get("lora"):
+        from reclaim.pretrain import _lora
+
+        model, lora_modules = _lora.wrap(model, _lora.resolve(spec["lora"]), spec.get("adapter_dir"))
     model.to(device)
     rows = canonical(read_jsonl(pool), pool)
     if subset:
@@ -74,6 +100,7 @@ def run(spec: dict[str, Any], model_json: str, pool: str, subset: str | None, he
     total_steps = params.total_steps(len(train_ids))
     hook = reweight.hook(spec.get("reweighting"), objective)
 
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.lr,
                                   weight_decay=params.weight_decay)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(params.warmup_ratio * total_steps),
@@ -124,6 +151,10 @@ def run(spec: dict[str, Any], model_json: str, pool: str, subset: str | None, he
         tmp = out_dir.with_name(f".model.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        if spec.get("lora"):  # the factors as a PEFT adapter, the merged model for the evaluators
+            from reclaim.pretrain import _lora
+
+            model = _lora.save(model, tmp)
         files = objective.save(model, tok, base, tmp)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(tmp, out_dir)
@@ -134,6 +165,7 @@ def run(spec: dict[str, Any], model_json: str, pool: str, subset: str | None, he
             "heldout_ppl_before": math.exp(before) if before is not None else None,
             "heldout_ppl_after": math.exp(after) if after is not None else None,
             "model_dir": str(out_dir), "files": files, "reweighting": hook.record(),
+            "trainable_params": n_trainable, "lora_modules": lora_modules, "base_compress": _base_record(spec),
             "device": device, "device_name": device_name(device), "threads": torch.get_num_threads(),
             "timings": {"train_s": train_s, "job_s": time.perf_counter() - t_job},
         }
