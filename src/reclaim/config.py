@@ -187,6 +187,9 @@ def _check_scratch_models(cfg: dict[str, Any], source: str) -> None:
     from reclaim import framings
 
     for name, entry in cfg["models"].items():
+        if entry["framing"] not in framings.names():  # the registry, not a list in the schema
+            raise ConfigError(f"{source}: models.{name}.framing: unknown framing {entry['framing']!r} "
+                              f"(known: {', '.join(framings.names())})")
         scratch = getattr(framings.get(entry["framing"]), "from_scratch", False)
         if scratch and not entry.get("from_scratch"):
             raise ConfigError(f"{source}: models.{name}: framing {entry['framing']!r} trains from scratch; "

@@ -16,9 +16,12 @@ probed and trained beside them: rows in the table, no verdict of its own.
   (c) first-order is at least as accurate: FO-SGD - ZO-SGD >= -tolerance points
       (reclaim.claims._memory.quality_verdict; one seed decides only a gap beyond 3x).
 
-ZO-Bench also compares prompt (label-word) and classification-head framings of one model; a
-scale runs that ablation only when it names both framings' arms (``prompt_arm``,
-``head_arm``), and the JSON lists it under ``skipped`` otherwise.
+  (d) task alignment (ZO-Bench's finding, MeZO's prompts): the same model posed as label words
+      (``prompt_model``, framing ``causal_lm``) is at least as accurate under ZO-SGD as posed to
+      a fresh classification head (``head_model``, framing ``causal_lm_head``): prompt - head >=
+      -tolerance points per task; the first-order gap is reported beside it. A scale runs the
+      ablation only when its models include both (small, on SmolLM2); the JSON lists it under
+      ``skipped`` otherwise.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from reclaim.io import write_json
 from reclaim.verdicts import threshold_verdict
 
 VERDICT_DEFAULTS = {"zo_sgd": "zo_sgd", "zo_adam": "zo_adam", "fo_sgd": "fo_sgd", "inference_ratio": 1.15,
-                    "copies_tolerance": 0.1, "quality_tolerance": 1.0, "z": 2.0, "prompt_arm": None,
-                    "head_arm": None}
+                    "copies_tolerance": 0.1, "quality_tolerance": 1.0, "z": 2.0, "prompt_model": None,
+                    "head_model": None}
 CSV_FIELDS = ["claim", "scale", "model", "task", "method", "optimizer", "metric", "value", "n_seeds", "seeds",
               "peak_mib", "inference_mib", "peak_over_inference", "params_mib", "grads_mib", "opt_state_mib",
               "activations_mib", "trainable_params", "steps", "metric_definition", "dtype", "batch", "device"]
@@ -62,6 +65,9 @@ class ZOBenchSST2:
         for role in ("zo_sgd", "fo_sgd"):
             if v[role] not in trained:
                 raise ValueError(f"{where}.verdict.{role}: no train step for method {v[role]!r}")
+        if bool(v["prompt_model"]) != bool(v["head_model"]) or v["prompt_model"] and v["prompt_model"] == v["head_model"]:
+            raise ValueError(f"{where}.verdict: prompt_model and head_model name two models (one weights, two "
+                             f"framings) or neither, got {v['prompt_model']!r} and {v['head_model']!r}")
 
     def aggregate_runs(self, claim_name: str, claim: dict[str, Any], scale: str, runs: list[dict[str, Any]],
                        out_csv: str | Path, out_json: str | Path, out_png: str | Path) -> dict[str, Any]:
@@ -108,14 +114,22 @@ class ZOBenchSST2:
                     by_method[v["fo_sgd"]], by_method[v["zo_sgd"]], float(v["quality_tolerance"]), float(v["z"]),
                     f"{v['fo_sgd']} - {v['zo_sgd']} >= -{v['quality_tolerance']:g} points")
         skipped = {}
-        arms = {r["arm"] for r in runs}
-        if not (v["prompt_arm"] in arms and v["head_arm"] in arms):
-            skipped["prompt_vs_head"] = ("this scale runs no prompt (label-word) and head framing of one model "
-                                         "(verdict.prompt_arm / head_arm)")
-        else:
-            by_arm = {r["arm"]: r["result"] for r in runs}
-            p, h = main_metric(by_arm[v["prompt_arm"]])[1], main_metric(by_arm[v["head_arm"]])[1]
-            flat["prompt_minus_head"] = p - h
+        pm, hm = v["prompt_model"], v["head_model"]
+        pairs = [t for (m, t) in data.quality if m == pm and (hm, t) in data.quality] if pm and hm else []
+        if not pairs:
+            skipped["prompt_vs_head"] = ("this scale does not train one model in both framings (verdict.prompt_model "
+                                         "and head_model among the scale's models)")
+        for task in sorted(pairs):
+            prompt, head = data.quality[(pm, task)], data.quality[(hm, task)]
+            for method in sorted(set(prompt) & set(head)):
+                seeds = sorted(set(prompt[method]) & set(head[method]))
+                flat[f"{pm}/{task}/{method}/prompt_minus_head"] = (
+                    sum(main_metric(prompt[method][s])[1] - main_metric(head[method][s])[1] for s in seeds) / len(seeds))
+            if v["zo_sgd"] in prompt and v["zo_sgd"] in head:
+                verdicts.setdefault(f"{pm}/{task}", {})["d_prompt_at_least_head_under_zo"] = quality_verdict(
+                    prompt[v["zo_sgd"]], head[v["zo_sgd"]], float(v["quality_tolerance"]), float(v["z"]),
+                    f"{v['zo_sgd']}: {pm} as label words - as a classification head ({hm}) >= "
+                    f"-{v['quality_tolerance']:g} points")
         write_csv(out_csv, CSV_FIELDS, [{k: r.get(k, "") for k in CSV_FIELDS} for r in rows])
         payload = {"claim": claim_name, "scale": scale,
                    "models": sorted({m for m, _ in data.probes} | {m for m, _ in data.quality}),
