@@ -181,9 +181,42 @@ def test_block_stages_follow_call_order_and_shared_inputs() -> None:
     model = _tiny_llama()
     hidden, kwargs = block_inputs(model, _calib(1))
     _, blocks = decoder_blocks(model)
-    stages = linear_stages(blocks[0], hidden[0], kwargs[0])
+    stages = linear_stages(blocks[0], hidden[0], kwargs[0][0])
     assert stages == [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_attn.o_proj"],
                       ["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]]
+    # a Llama's blocks all get the same arguments (the same tensors): replaying is unchanged
+    assert all(kw[0][k] is kwargs[0][0][k] for kw in kwargs for k in kwargs[0][0])
+
+
+def test_each_block_is_replayed_with_its_own_arguments_on_gemma3() -> None:
+    """Gemma-3 alternates sliding-window and global attention layers with different rotary
+    embeddings: replaying block by block (GPTQ, AWQ, EoRA, FLAP) must give each block its own
+    mask and position embeddings, and so reproduce the model's own hidden states."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from reclaim.compress._blocks import run_block
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4,
+                           layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                           rope_theta=10_000.0, max_position_embeddings=64)
+    model = Gemma3ForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(1))
+    hidden, kwargs = block_inputs(model, [ids])
+    _, blocks = decoder_blocks(model)
+    assert kwargs[1][0]["position_embeddings"][0] is not kwargs[0][0]["position_embeddings"][0]
+    assert kwargs[2][0]["position_embeddings"][0] is kwargs[0][0]["position_embeddings"][0]
+    with torch.no_grad():
+        expect = model.model(input_ids=ids, output_hidden_states=True).hidden_states
+        h = hidden
+        for i, block in enumerate(blocks):
+            h = run_block(block, h, kwargs[i])
+            if i < len(blocks) - 1:  # the last entry of hidden_states is after the final norm
+                assert torch.allclose(h[0], expect[i + 1], atol=1e-5)
+        # block 1 replayed with block 0's (sliding, local-rope) arguments is another function
+        wrong = run_block(blocks[1], run_block(blocks[0], hidden, kwargs[0]), kwargs[0])
+        assert not torch.allclose(wrong[0], expect[2], atol=1e-3)
 
 
 def test_gptq_on_a_model_records_every_layer_and_beats_rtn_in_output_error() -> None:
@@ -308,3 +341,34 @@ def test_qat_trains_through_the_quantizers_and_ends_on_the_grid() -> None:
         assert max(len(torch.unique(row)) for row in lin.weight) <= 16
     with pytest.raises(ValueError, match="labelled batches"):
         qat.compress(model, [{k: v for k, v in batches[0].items() if k != "labels"}], qat.make_params({}), 0)
+
+
+def test_perplexity_with_bos_scores_every_window_token_after_a_bos(tmp_path, tiny_models) -> None:  # type: ignore[no-untyped-def]
+    """``bos: true`` (Gemma-3): each window gets the tokenizer's BOS as context and all seqlen
+    tokens are scored; without it the first token of a window is context only."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from reclaim.evaluate import get as get_evaluator
+    from reclaim.models import ResolvedModel, load_tokenizer
+    from reclaim.select._base import ModelContext
+
+    text = tmp_path / "test.txt"
+    text.write_text("".join(f" word{i % 17} and more text {i} .\n" for i in range(60)))
+    loc = ResolvedModel("tiny-llama", str(tiny_models["llama"]), "local_dir")
+    ctx = ModelContext({}, loc, "")
+    ev = get_evaluator("perplexity")
+    plain = ev.evaluate({"text": str(text)}, ev.make_params({"seqlen": 16, "n_windows": 3}), ctx)
+    bos = ev.evaluate({"text": str(text)}, ev.make_params({"seqlen": 16, "n_windows": 3, "bos": True}), ctx)
+    assert plain["protocol"]["tokens_scored"] == 3 * 15 and bos["protocol"]["tokens_scored"] == 3 * 16
+    assert plain["protocol"]["bos"].startswith("none") and bos["protocol"]["bos"].startswith("prepended")
+    tok = load_tokenizer(loc)
+    ids = lm_text.tokenize(tok, lm_text.joined(text))
+    window = ids[16:32]
+    lm = AutoModelForCausalLM.from_pretrained(loc.location, dtype=torch.float32).eval()
+    x = torch.cat([torch.tensor([tok.bos_token_id]), window]).unsqueeze(0)
+    with torch.no_grad():
+        expect = F.cross_entropy(lm(input_ids=x).logits[0, :-1], window).item()
+    assert bos["window_nll"][1] == pytest.approx(expect, rel=1e-5)
+    with pytest.raises(ValueError, match="bos must be true or false"):
+        ev.make_params({"bos": "yes"})

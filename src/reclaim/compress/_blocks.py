@@ -58,19 +58,28 @@ def _first(out: Any) -> torch.Tensor:
 
 
 @no_grad
-def block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
-    """Hidden states entering the first block, and its keyword arguments, per sample (1, T)."""
+def block_inputs(model: nn.Module, samples: list[torch.Tensor]
+                 ) -> tuple[list[torch.Tensor], list[list[dict[str, Any]]]]:
+    """Hidden states entering the first block per sample (1, T), and every block's keyword
+    arguments per sample (``[block][sample]``). Blocks do not all get the same ones: Gemma-3
+    alternates sliding-window and global layers, each with its own mask and rotary embedding
+    (``layer_types``), so a block replayed with block 0's arguments would be a different
+    function. Each sample runs the whole model once; blocks of one type share the same tensors."""
     _, blocks = decoder_blocks(model)
     hidden: list[torch.Tensor] = []
-    kwargs: list[dict[str, Any]] = []
+    kwargs: list[list[dict[str, Any]]] = [[] for _ in blocks]
 
-    def catch(_module: nn.Module, args: tuple, kw: dict[str, Any]) -> None:
+    def catch(index: int, args: tuple, kw: dict[str, Any]) -> None:
+        kw = dict(kw)
         h = args[0] if args else kw.pop("hidden_states")
-        hidden.append(h.detach())
-        kwargs.append({k: v for k, v in kw.items() if k not in ("past_key_values", "past_key_value", "use_cache")})
-        raise _Stop
+        if index == 0:
+            hidden.append(h.detach())
+        kwargs[index].append({k: v for k, v in kw.items() if k not in ("past_key_values", "past_key_value", "use_cache")})
+        if index == len(blocks) - 1:
+            raise _Stop
 
-    handle = blocks[0].register_forward_pre_hook(catch, with_kwargs=True)
+    handles = [b.register_forward_pre_hook(lambda _m, args, kw, i=i: catch(i, args, kw), with_kwargs=True)
+               for i, b in enumerate(blocks)]
     try:
         for ids in samples:
             try:
@@ -78,7 +87,8 @@ def block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[list[to
             except _Stop:
                 pass
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     return hidden, kwargs
 
 
@@ -157,9 +167,10 @@ def compress_sequentially(model: nn.Module, calibration: list[torch.Tensor], des
     returns the new weight and the layer's record, and the next block is calibrated on this
     block's compressed outputs. Returns the records by full layer name."""
     path, blocks = decoder_blocks(model)
-    hidden, kwargs = block_inputs(model, calibration)
+    hidden, block_kwargs = block_inputs(model, calibration)
     per_layer: dict[str, Any] = {}
     for i, block in enumerate(tqdm(blocks, desc=desc)):
+        kwargs = block_kwargs[i]
         lins = block_linears(block)
         stages = linear_stages(block, hidden[0], kwargs[0]) if true_sequential else [list(lins)]
         for stage in stages:

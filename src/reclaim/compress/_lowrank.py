@@ -162,8 +162,9 @@ class LowRankCompensator(Compressor):
         if self.needs_calibration:
             # sequential (EoRA Sec. 3): block i's inputs come from the already compensated blocks
             path, blocks = decoder_blocks(model)
-            hidden, kwargs = block_inputs(model, calibration or [])
+            hidden, block_kwargs = block_inputs(model, calibration or [])
             for i, block in enumerate(blocks):
+                kwargs = block_kwargs[i]
                 lins = block_linears(block)
                 acc = {n: SecondMoment(lin.in_features) for n, lin in lins.items()}
                 capture_linear_inputs(block, list(lins), hidden, kwargs, lambda n, x, acc=acc: acc[n].add(x))

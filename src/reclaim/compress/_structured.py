@@ -84,9 +84,10 @@ def channel_stats(model: nn.Module, calibration: list[torch.Tensor],
     each block is pruned after its statistics are taken and re-run, so that later blocks see
     pruned outputs (block-sequential, as Wanda)."""
     path, blocks = decoder_blocks(model)
-    hidden, kwargs = block_inputs(model, calibration)
+    hidden, block_kwargs = block_inputs(model, calibration)
     out: list[ChannelStats] = []
     for i, block in enumerate(blocks):
+        kwargs = block_kwargs[i]
         st = ChannelStats(mlp_parts(block, f"{path}.{i}")[2].in_features)
         outs = capture_linear_inputs(block, [MLP[2]], hidden, kwargs, lambda _n, x, st=st: st.add(x))
         if prune_block is not None:

@@ -121,9 +121,10 @@ class AWQ(Compressor):
             for name, lin in lins.items():
                 params.quant.check(f"{path}.{i}.{name}", lin.weight)
         spec = params.quant
-        hidden, kwargs = block_inputs(model, calibration or [])
+        hidden, block_kwargs = block_inputs(model, calibration or [])
         per_layer: dict[str, Any] = {}
         for i, block in enumerate(tqdm(blocks, desc="awq blocks")):
+            kwargs = block_kwargs[i]
             lins = block_linears(block)
             stages = linear_stages(block, hidden[0], kwargs[0])
             parents = {tuple(st): common_parent(block, st) for st in stages}
