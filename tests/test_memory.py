@@ -234,6 +234,9 @@ def _cfg_with(tiny_models, method: dict) -> dict:
      "methods.lisa_g2.optimizer.params", "eps must be > 0"),
     ({"adapter": "full_ft", "optimizer": {"name": "adamw_16bit"}},
      "methods.lisa_g2.optimizer.name", "unknown optimizer 'adamw_16bit'"),
+    ({"adapter": "lst", "params": {"reduction_factor": 5}},
+     "claims.lisa_glue.arms.lisa_g2 (scale smoke, model 'tiny-bert'): methods.lisa_g2.params",
+     "LST reduction_factor 5 does not divide the hidden size 32"),
 ])
 def test_config_refuses_bad_strategies_naming_the_key(tiny_models, method, key, message) -> None:
     from reclaim.config import ConfigError, validate

@@ -371,9 +371,10 @@ def _check_arms(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) 
 
 
 def _check_strategies(cfg: dict[str, Any], cname: str, c: dict[str, Any], where: str) -> None:
-    """A training strategy's params fit every model the claim trains it on (LISA's gamma
-    against the model's block count), named by the method and the model."""
-    from reclaim import optim
+    """A method's adapter and training strategy params fit every model the claim trains it on
+    (LST's reduction factor against the widths, LISA's gamma against the block count), named by
+    the method and the model."""
+    from reclaim import adapters, optim
     from reclaim.plan import arms_of
 
     for arm, steps in arms_of(c).items():
@@ -381,17 +382,22 @@ def _check_strategies(cfg: dict[str, Any], cname: str, c: dict[str, Any], where:
             (stage, body), = step.items()
             if stage not in ("train", "probe"):
                 continue
-            entry = cfg["methods"].get(body["method"], {}).get("optimizer")
-            if not entry:
-                continue
-            strategy = optim.get(entry["name"])
-            params = strategy.make_params(entry.get("params"))
+            method = cfg["methods"].get(body["method"], {})
+            entry = method.get("optimizer")
+            strategy = optim.get(entry["name"]) if entry else None
+            params = strategy.make_params(entry.get("params")) if strategy else None
+            adapter = adapters.get(method["adapter"]) if method.get("adapter") in adapters.names() else None
+            aparams = adapter.make_params(method.get("params")) if adapter else None
             for sname, s in c["scales"].items():
                 models = list(s.get("models", [])) + [m for t in s.get("per_task", {}).values()
                                                       for m in t.get("models", [])]
                 for model in dict.fromkeys(models):
                     try:
-                        strategy.check(params, _shape(cfg, model), f"methods.{body['method']}.optimizer.params")
+                        shape = _shape(cfg, model)
+                        if adapter:
+                            adapter.check(aparams, shape, f"methods.{body['method']}.params")
+                        if strategy:
+                            strategy.check(params, shape, f"methods.{body['method']}.optimizer.params")
                     except ValueError as exc:
                         raise ConfigError(f"{where}.arms.{arm} (scale {sname}, model {model!r}): {exc}") from None
 
@@ -399,6 +405,8 @@ def _check_strategies(cfg: dict[str, Any], cname: str, c: dict[str, Any], where:
 def _shape(cfg: dict[str, Any], model: str) -> dict[str, Any]:
     from reclaim.models import ModelNotAvailable, model_shape, resolve
 
+    if model not in cfg["models"]:  # refused by name by the scales' check
+        return {}
     try:
         shape = model_shape(resolve(model, cfg["models"][model])) or {}
     except ModelNotAvailable:

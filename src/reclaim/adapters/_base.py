@@ -43,6 +43,11 @@ class Adapter:
         """Validate raw params (from params.yaml) into the Params dataclass."""
         return make_params(self.Params, raw)
 
+    def check(self, params: Any, shape: dict[str, Any], where: str) -> None:
+        """Refuse params that cannot fit the model before any job starts (``shape``: the
+        model's widths and block count read without loading it, reclaim.models.model_shape;
+        empty when unknown, e.g. a Hub id); raise ValueError."""
+
     def apply(self, model: nn.Module, params: Any, ctx: AdapterContext) -> nn.Module:
         for p in model.parameters():
             p.requires_grad_(True)

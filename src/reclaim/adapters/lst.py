@@ -366,6 +366,20 @@ def build(model: nn.Module, params: LstParams, head: str) -> nn.Module:
 
 
 class LadderSideTuning(Adapter):
+    def check(self, params: LstParams, shape: dict[str, Any], where: str) -> None:
+        """The widths the reduction factor must divide and the layers that must exist, from the
+        model's config or GGUF header (the side heads are checked in the job, on the config)."""
+        d, ff, n = shape.get("hidden"), shape.get("mlp"), shape.get("blocks")
+        r = params.reduction_factor
+        if d and d % r:
+            raise ValueError(f"{where}: LST reduction_factor {r} does not divide the hidden size {d}; "
+                             f"pick a divisor of {d}")
+        if ff and ff % r:
+            raise ValueError(f"{where}: LST reduction_factor {r} does not divide the FFN width {ff}")
+        bad = [i for i in (params.layers or ()) if n and i >= n]
+        if bad:
+            raise ValueError(f"{where}: LST layers: layer {bad[0]} does not exist (the model has {n} blocks)")
+
     Params = LstParams
 
     def apply(self, model: nn.Module, params: LstParams, ctx: AdapterContext) -> nn.Module:
