@@ -46,6 +46,8 @@ def test_table_verdicts_and_protocol(awq_run) -> None:
     assert all(r["seqlen"] == "32" and r["n_windows"] == "6" and r["reference"] == "random init (test fixture)"
                for r in rows.values())
     assert all(float(r["perplexity"]) > 1 and float(r["perplexity_se"]) > 0 for r in rows.values())
+    # the subject's own perplexity, under the same protocol, beside every row
+    assert {r["reference_perplexity"] for r in rows.values()} == {rows["fp"]["perplexity"]}
     assert rows["fp"]["paper_perplexity"] == "5.47"
     out = json.loads((work / "results/awq_wikitext.json").read_text())
     v = out["verdicts"]["wikitext"]

@@ -48,7 +48,7 @@ KINDS = {"lower": ("than",), "gap_fraction": ("base", "ref", "min"), "ratio": ("
          "log_close": ("than", "max")}
 CSV_FIELDS = ["claim", "scale", "arm", "method", "base_method", "scope", "bits", "group_size", "sparsity", "pattern",
               "achieved_sparsity", "rank", "stored_bits",
-              "subject", "reference", "perplexity", "perplexity_se", "paper_perplexity", "n_seeds", "seeds",
+              "subject", "reference", "reference_perplexity", "perplexity", "perplexity_se", "paper_perplexity", "n_seeds", "seeds",
               "seqlen", "n_windows", "tokens_scored", "calibration", "compress_s", "device", "protocol"]
 GROUP = "wikitext"
 
@@ -163,6 +163,10 @@ class PerplexityClaim:
                    f"not run at scale {scale}" for r in vcfg["rules"] if any(a not in ppl for a in _rule_arms(r))}
         verdicts = {GROUP: {r["id"] + "_" + r["arm"]: self._verdict(r, ppl, boot, vcfg, paper)
                             for r in vcfg["rules"] if r["id"] + "_" + r["arm"] not in skipped}}
+        # the subject's own perplexity (the arm with no compress step), same protocol, on every row
+        refs = [r["perplexity"] for r in rows if r["method"] == "none (reference)"]
+        for r in rows:
+            r["reference_perplexity"] = refs[0] if refs else ""
         write_csv(out_csv, CSV_FIELDS, rows)
         payload = {"claim": claim_name, "scale": scale, "models": [GROUP], "tasks": [], "missing_tasks": {},
                    "arms": arms, "metrics": flat, "verdicts": verdicts, "skipped_rules": skipped, "verdict_config": vcfg,
