@@ -3,8 +3,8 @@ Sec. 5; reclaim.data.lm_text): raw test split, rows joined with blank lines, tok
 without BOS, non-overlapping ``seqlen`` windows with the tail dropped, the first
 ``n_windows`` of them (all when null), perplexity = exp(mean token NLL). ``bos: true`` puts
 the tokenizer's BOS before each window and scores all ``seqlen`` tokens: Gemma-3 conditions on
-BOS, and without it its dequantized Q4_K_M scores 136.9 instead of 55.7 on the first 4 x 512
-test tokens (measured here); the GPTQ protocol's models (LLaMA, OPT) are scored without it.
+BOS, and without it its dequantized Q4_K_M scores 157.4 instead of 61.4 on the first 16 x 512
+test windows (measured here); the GPTQ protocol's models (LLaMA, OPT) are scored without it.
 
 The model is the step before's model directory (a compressed, pretrained or trained model)
 or, with none, the arm's own model (the uncompressed reference). Each window's mean NLL is
