@@ -45,13 +45,13 @@ def test_zo_claim_memory_and_accuracy_verdicts(all_claims_run) -> None:
     work, _, _ = all_claims_run
     rows = list(csv.DictReader(open(work / "results/zo_bench_sst2.csv")))
     mem = {r["method"]: r for r in rows if r["metric"] == "peak memory (MiB)"}
-    assert set(mem) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam", "forward_grad"}
+    assert set(mem) == {"full_ft", "fo_sgd", "zo_sgd", "zo_adam"}
     # no backward: no gradients, and ZO-SGD/Sign keep no optimizer state
     assert float(mem["zo_sgd"]["grads_mib"]) == 0 == float(mem["zo_sgd"]["opt_state_mib"])
     assert float(mem["fo_sgd"]["grads_mib"]) > 0
     assert float(mem["zo_sgd"]["peak_mib"]) < float(mem["full_ft"]["peak_mib"])
     quality = {r["method"]: r for r in rows if r["metric"].startswith("dev ")}
-    assert set(quality) == {"full_ft", "fo_sgd", "zo_sgd", "zo_sign", "zo_adam", "forward_grad"}
+    assert set(quality) == {"full_ft", "fo_sgd", "zo_sgd", "zo_adam"}
     out = json.loads((work / "results/zo_bench_sst2.json").read_text())
     v = out["verdicts"]["tiny-bert/sst2"]
     assert set(v) == {"a_zo_sgd_about_inference", "b_zo_adam_two_copies", "c_first_order_at_least_as_accurate"}
@@ -85,7 +85,7 @@ def test_cce_claim_measures_the_loss_op(all_claims_run) -> None:
 def test_lst_claim_memory_savings_and_quality(all_claims_run) -> None:
     work, _, _ = all_claims_run
     rows = list(csv.DictReader(open(work / "results/lst_glue.csv")))
-    methods = {"full_ft", "lora", "lora_lst_matched", "lst_r8", "lst_r8_random"}
+    methods = {"full_ft", "lora", "lora_lst_matched", "lst_r8"}
     mem = {r["method"]: r for r in rows if r["metric"] == "peak memory (MiB)"}
     quality = {r["method"]: r for r in rows if r["metric"].startswith("dev ")}
     assert set(mem) == methods == set(quality)
@@ -93,7 +93,6 @@ def test_lst_claim_memory_savings_and_quality(all_claims_run) -> None:
     # frozen backbone: no gradients or optimizer state for it, the same shapes whatever the init
     assert float(mem["lst_r8"]["peak_mib"]) < float(mem["lora_lst_matched"]["peak_mib"]) < \
         float(mem["full_ft"]["peak_mib"])
-    assert mem["lst_r8"]["peak_mib"] == mem["lst_r8_random"]["peak_mib"]
     assert float(mem["full_ft"]["saving_vs_full_ft"]) == 0.0
     assert int(mem["lst_r8"]["trainable_params"]) < int(mem["lst_r8"]["total_params"])
     out = json.loads((work / "results/lst_glue.json").read_text())

@@ -12,7 +12,7 @@ from reclaim.registry import ModuleRegistry
 
 def test_the_three_registries_list_their_files() -> None:
     assert {"full_ft", "lora", "lora_ga", "lora_ga_peft", "pissa", "adalora"} <= set(adapters.names())
-    assert framings.names() == ["causal_lm", "encoder_cls", "image_cls", "seq2seq"]
+    assert framings.names() == ["causal_lm", "causal_lm_head", "encoder_cls", "image_cls", "seq2seq"]
     assert "lora_ga_glue" in claims.names()
     assert adapters.get("lora_ga") is adapters.module("lora_ga").ADAPTER
 

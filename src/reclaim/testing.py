@@ -695,8 +695,12 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                 "calibration": {"source": "task", "n_samples": max_train, "seqlen": 32},
                 "resources": {"threads": 1},
             }}},
-            # zeroth-order vs first-order: fewer ZO epochs than the real smoke scale
+            # zeroth-order vs first-order: fewer ZO epochs than the real smoke scale; ZO-Sign and
+            # forward-grad run the ZO-SGD job's code paths with another step (tests/test_memory.py,
+            # test_forward_grad.py, the per-method train and resume tests), so CI leaves them out here
             "zo_bench_sst2": {"scales": {"smoke": {
+                "arms": ["fo_adam", "fo_sgd", "zo_sgd", "zo_adam",
+                         "fo_adam_memory", "fo_sgd_memory", "zo_sgd_memory", "zo_adam_memory"],
                 "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
                 "max_train_examples": max_train, "max_eval_examples": max_eval,
                 "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},
@@ -727,8 +731,11 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
                 "evaluate": {"loss_memory": {"n_tokens": 128, "seqlen": 32, "chunk": 32, "repeats": 1}},
                 "resources": {"threads": 1},
             }}},
-            # LST vs full FT and LoRA: same settings as lisa_glue, so full_ft / lora jobs are shared
+            # LST vs full FT and LoRA: same settings as lisa_glue, so full_ft / lora jobs are shared;
+            # the random side init (same shapes, tests/test_lst.py) is left out here
             "lst_glue": {"scales": {"smoke": {
+                "arms": ["full_ft", "lora", "lora_lst_matched", "lst_r8",
+                         "full_ft_memory", "lora_memory", "lora_lst_matched_memory", "lst_r8_memory"],
                 "models": list(models)[:1], "tasks": list(tasks)[:1], "seeds": list(seeds),
                 "max_train_examples": max_train, "max_eval_examples": max_eval,
                 "train": {"batch_size": 8, "lr": 2.0e-3, "max_length": 64},

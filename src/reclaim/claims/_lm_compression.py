@@ -73,8 +73,12 @@ def _compress_record(result: dict[str, Any]) -> dict[str, Any] | None:
     return {"method": f"lora r{lora['r']} ({start})" if lora else "clm (all weights)",
             "params": {"rank": lora["r"]} if lora else {}, "trained": True,
             "base_compress": {"method": base.get("method", ""), "params": base.get("params") or {}},
-            "summary": base.get("summary") or {}, "record": {"scope": f"{pre['steps']} steps on "
-                                                                    f"{pre['n_train']} WikiText-2 valid chunks"},
+            # stored bits are the base's plus the 16-bit factors, whose share of the weights the
+            # record does not give: left blank rather than shown as the base's
+            "summary": {k: v for k, v in (base.get("summary") or {}).items() if k != "mean_stored_bits"},
+            "record": {"scope": f"{pre['steps']} steps on {pre['n_train']} WikiText-2 valid chunks; base "
+                                f"{(base.get('summary') or {}).get('mean_stored_bits', '?')} bits/weight + "
+                                f"{pre.get('trainable_params', '?')} 16-bit LoRA parameters"},
             "timings": {"compress_s": pre["timings"]["train_s"]}}
 
 
