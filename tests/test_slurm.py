@@ -109,8 +109,10 @@ def runs(slurm_up, tmp_path_factory, tiny_models, glue_fixture):
     proc = run_snakemake(local, TARGET, "--cores", "2", env=workflow_env(local, glue_fixture))
     assert proc.returncode == 0, proc.stderr[-4000:]
 
+    # Slurm's jobs run as plain processes under sbatch (no warm job server); the local run
+    # forks its jobs from the test job server, so equal results also check that the two agree
     slurm = _workflow(tmp_path_factory.mktemp("wf_slurm"), tiny_models)
-    env = workflow_env(slurm, glue_fixture)
+    env = workflow_env(slurm, glue_fixture, jobserver=False)
     sproc = _slurm_snakemake(slurm, TARGET, env=env)
     assert sproc.returncode == 0, sproc.stderr[-6000:]
     return local, slurm, env, sproc

@@ -21,7 +21,14 @@ from reclaim.data.glue import read_classic
 from reclaim.io import write_jsonl
 from reclaim.jobs import claim_jobs, make_spec, result_path
 from reclaim.models import resolve
-from reclaim.testing import copy_workflow, run_snakemake, tiny_claim_params, workflow_env
+from reclaim.testing import (
+    copy_workflow,
+    job_env_base,
+    run_snakemake,
+    session_jobserver,
+    tiny_claim_params,
+    workflow_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -148,8 +155,10 @@ def test_eight_parallel_jobs_lose_no_mlflow_run(tmp_path, tiny_models, glue_fixt
     scale["train"] = {"batch_size": 4, "lr": 1e-3, "max_length": 32}
     model = json.dumps(resolve("tiny-bert", cfg["models"]["tiny-bert"]).__dict__)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "HF_HUB_OFFLINE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    # the jobs fork from the session's job server once it listens: eight writers at once
+    env = {**job_env_base(), "PYTHONPATH": str(REPO_ROOT / "src")}
+    if sock := session_jobserver():
+        env["RECLAIM_JOBSERVER"] = sock
     init = subprocess.run([sys.executable, "-m", "reclaim", "init-tracking", "--uri", uri,
                            "--experiment", "par"], capture_output=True, text=True, env=env, timeout=300)
     assert init.returncode == 0, init.stderr[-2000:]

@@ -171,6 +171,13 @@ def _cmd_init_tracking(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_jobs(a: argparse.Namespace) -> int:
+    from reclaim.jobserver import serve
+
+    serve(Path(a.socket), Path(a.ready) if a.ready else None, a.exit_with)
+    return 0
+
+
 def _cmd_diff(a: argparse.Namespace) -> int:
     """What moved between two revisions; 2 for an unknown revision or claim."""
     from reclaim.diff import DiffError, diff, render
@@ -456,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--uri", default="sqlite:///mlflow.db")
     s.add_argument("--experiment", default="reclaim")
     s.set_defaults(fn=_cmd_init_tracking)
+
+    s = sub.add_parser("serve-jobs", help="a warm interpreter for many short jobs: jobs run with "
+                       "RECLAIM_JOBSERVER=SOCKET fork from it instead of importing torch each time")
+    s.add_argument("--socket", required=True, help="Unix socket path to listen on")
+    s.add_argument("--ready", default="", help="file written (with the server's pid) once it listens")
+    s.add_argument("--exit-with", type=int, default=0, metavar="PID", help="stop when this process is gone")
+    s.set_defaults(fn=_cmd_serve_jobs)
     return p
 
 

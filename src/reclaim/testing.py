@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import subprocess
@@ -752,15 +752,71 @@ def tiny_claim_params(tiny_models: dict[str, Path], models: Sequence[str] = ("ti
     }
 
 
-def workflow_env(work: Path, glue_dir: Path) -> dict[str, str]:
-    """Environment for a Snakemake run in ``work``: its own src first, offline, no display,
-    GLUE from ``glue_dir`` and a WikiText fixture written under ``work/fixtures``."""
+def job_env_base() -> dict[str, str]:
+    """What every test workflow's jobs (and the test job server) run with: offline, no display."""
     import os
 
-    wikitext = write_wikitext_fixture(Path(work) / "fixtures" / "wikitext-2")
-    env = {**os.environ, "PYTHONPATH": str(Path(work) / "src"), "GLUE_DIR": str(glue_dir),
-           "WIKITEXT_DIR": str(wikitext), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RECLAIM_JOBSERVER", None)
+    return env
+
+
+_JOBSERVER: dict[str, Any] = {}
+
+
+def session_jobserver() -> str | None:
+    """The socket of this test process's warm job server (``reclaim serve-jobs``), started on
+    first use and stopped at exit; None when ``RECLAIM_TEST_JOBSERVER=0``. Jobs reach it only
+    once it listens; until then (its first ~10 s of imports) they run as plain processes."""
+    import atexit
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from reclaim.config import REPO_ROOT
+
+    if os.environ.get("RECLAIM_TEST_JOBSERVER", "1") == "0":
+        return None
+    proc = _JOBSERVER.get("proc")
+    if proc is not None and proc.poll() is None:
+        return _JOBSERVER["socket"]
+    root = Path(tempfile.mkdtemp(prefix="reclaim-js-"))
+    sock = root / "jobs.sock"
+    env = {**job_env_base(), "PYTHONPATH": str(REPO_ROOT / "src")}
+    with open(root / "server.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "reclaim", "serve-jobs", "--socket", str(sock),
+                                 "--exit-with", str(os.getpid())],
+                                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _JOBSERVER.update(proc=proc, socket=str(sock))
+
+    def _stop() -> None:
+        import shutil
+
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(_stop)
+    return str(sock)
+
+
+def workflow_env(work: Path, glue_dir: Path, jobserver: bool = True) -> dict[str, str]:
+    """Environment for a Snakemake run in ``work``: its own src first, offline, no display,
+    GLUE from ``glue_dir`` and a WikiText fixture written under ``work/fixtures``. With
+    ``jobserver``, jobs fork from the session's warm job server (:func:`session_jobserver`;
+    the same commands, without importing torch each time)."""
+    wikitext = write_wikitext_fixture(Path(work) / "fixtures" / "wikitext-2")
+    env = {**job_env_base(), "PYTHONPATH": str(Path(work) / "src"), "GLUE_DIR": str(glue_dir),
+           "WIKITEXT_DIR": str(wikitext)}
+    sock = session_jobserver() if jobserver else None
+    if sock:
+        env["RECLAIM_JOBSERVER"] = sock
     return env
 
 
