@@ -99,3 +99,60 @@ def test_offline_without_packaged_copy_says_what_to_do(tmp_path, monkeypatch) ->
     monkeypatch.delenv("RECLAIM_MODELS_DIR", raising=False)
     with pytest.raises(ModelNotAvailable, match="fetch-models"):
         resolve("fake", {"framing": "encoder_cls", "package": pkg, "hub_id": "org/fake"}, tmp_path / "empty")
+
+
+def test_gguf_models_load_through_one_dequantized_copy(tmp_path, monkeypatch) -> None:
+    """The GGUF path is read once (here a stand-in: transformers' GGUF loading is replaced by
+    a tiny Llama, since CI has no GGUF); later loads come from the safetensors copy, with the
+    same tensors; a changed GGUF file gets a new copy; RECLAIM_GGUF_CACHE=0 reads the GGUF."""
+    import os
+
+    import torch
+    import transformers
+
+    import reclaim.models as models
+    from reclaim.testing import build_tokenizer, tiny_llama_lm
+
+    gguf_dir = tmp_path / "pkg"
+    gguf_dir.mkdir()
+    (gguf_dir / "m.gguf").write_bytes(b"GGUF stand-in")
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.delenv("RECLAIM_GGUF_CACHE", raising=False)
+    reads: list[str] = []
+    real_model, real_tok = transformers.AutoModelForCausalLM.from_pretrained, transformers.AutoTokenizer.from_pretrained
+
+    def model_from(location, *args, gguf_file=None, **kwargs):  # type: ignore[no-untyped-def]
+        if gguf_file:
+            reads.append("model")
+            return tiny_llama_lm(seed=3)
+        return real_model(location, *args, **kwargs)
+
+    def tok_from(location, *args, gguf_file=None, **kwargs):  # type: ignore[no-untyped-def]
+        if gguf_file:
+            reads.append("tokenizer")
+            return build_tokenizer("llama")
+        return real_tok(location, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model_from)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tok_from)
+    m = models.ResolvedModel(name="tiny", location=str(gguf_dir), kind="local_dir", gguf_file="m.gguf")
+
+    first = models.load_pretrained(transformers.AutoModelForCausalLM, m)
+    tok = models.load_tokenizer(m)
+    assert reads == ["model", "tokenizer"]  # read once, to build the copy
+    copy = models.dequantized_dir(m)
+    assert copy is not None and (copy / ".complete").is_file() and (copy / "model.safetensors").is_file()
+    assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]  # no temp dir left
+    again = models.load_pretrained(transformers.AutoModelForCausalLM, m)
+    assert reads == ["model", "tokenizer"]
+    ref = tiny_llama_lm(seed=3).state_dict()
+    for got in (first.state_dict(), again.state_dict()):
+        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert tok("the castle").input_ids == build_tokenizer("llama")("the castle").input_ids
+
+    os.utime(gguf_dir / "m.gguf", ns=(1, 1))  # another file: another copy
+    assert models.dequantized_dir(m) != copy and reads[-2:] == ["model", "tokenizer"]
+    monkeypatch.setenv("RECLAIM_GGUF_CACHE", "0")
+    n = len(reads)
+    models.load_pretrained(transformers.AutoModelForCausalLM, m)
+    assert models.dequantized_dir(m) is None and reads[n:] == ["model"]

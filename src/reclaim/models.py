@@ -166,23 +166,79 @@ def _find_wheel(wheels: Path, pkg: dict[str, Any]) -> Path | None:
     return hits[0] if hits else None
 
 
+def dequantized_dir(model: ResolvedModel) -> Path | None:
+    """A local GGUF model, dequantized once into safetensors + config + tokenizer under
+    ``<cache>/dequantized/`` and loaded from there afterwards; None for other models, or with
+    ``RECLAIM_GGUF_CACHE=0``.
+
+    Why: transformers reads a GGUF's metadata (tokenizer vocabulary and merges included) in
+    Python on every load, ~20-30 s for SmolLM2-135M, more than many smoke jobs compute. The
+    copy holds the very tensors the GGUF load produces (float32, written with safetensors),
+    so a model loaded from it computes the same numbers (tests/test_models.py). Keyed by the
+    GGUF file (path, size, mtime) and the transformers and torch versions; built in a temp
+    directory and renamed, so a half-written copy is never used."""
+    if not model.gguf_file or not model.is_local or os.environ.get("RECLAIM_GGUF_CACHE") == "0":
+        return None
+    import hashlib
+
+    import torch
+    import transformers
+
+    src = Path(model.location) / model.gguf_file
+    st = src.stat()
+    key = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}:{transformers.__version__}:"
+                         f"{torch.__version__}".encode()).hexdigest()[:16]
+    dest = CACHE_DIR / "dequantized" / f"{model.name}-{key}"
+    if (dest / ".complete").is_file():
+        return dest
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm = AutoModelForCausalLM.from_pretrained(model.location, gguf_file=model.gguf_file, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(model.location, gguf_file=model.gguf_file)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        save_model_dir(lm, tok, tmp)
+        (tmp / ".complete").write_text(f"{src.resolve()}\n")
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # another job finished the same copy first
+            if not (dest / ".complete").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
 def load_tokenizer(model: ResolvedModel) -> Any:
     from transformers import AutoTokenizer
 
     kwargs: dict[str, Any] = {}
+    location: str | Path = model.location
     if model.gguf_file:
-        kwargs["gguf_file"] = model.gguf_file
-    tok = AutoTokenizer.from_pretrained(model.location, **kwargs)
+        cached = dequantized_dir(model)
+        if cached is not None:
+            location = cached
+        else:
+            kwargs["gguf_file"] = model.gguf_file
+    tok = AutoTokenizer.from_pretrained(location, **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     return tok
 
 
 def load_pretrained(auto_cls: Any, model: ResolvedModel, **kwargs: Any) -> Any:
-    """Load weights with safetensors/GGUF only; never enables trust_remote_code."""
+    """Load weights with safetensors/GGUF only (a GGUF through its dequantized copy,
+    :func:`dequantized_dir`); never enables trust_remote_code."""
+    location: str | Path = model.location
     if model.gguf_file:
-        kwargs["gguf_file"] = model.gguf_file
-    return auto_cls.from_pretrained(model.location, trust_remote_code=False, **kwargs)
+        cached = dequantized_dir(model)
+        if cached is not None:
+            location = cached
+        else:
+            kwargs["gguf_file"] = model.gguf_file
+    return auto_cls.from_pretrained(location, trust_remote_code=False, **kwargs)
 
 
 def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
