@@ -86,7 +86,9 @@ def test_flap_table_says_what_was_pruned(prune_run) -> None:  # type: ignore[no-
     assert "bias compensation" in rows["flap_20"]["scope"] and "no compensation" in rows["wanda_sp_20"]["scope"]
     out = json.loads((work / "results/flap_wikitext.json").read_text())
     assert set(out["verdicts"]["wikitext"]) == {"f20_flap_20", "g20_flap_20"}
-    assert set(out["skipped_rules"]) == {"f30_flap_30", "g30_flap_30", "f50_flap_50", "g50_flap_50"}
+    # the 30/50% arms and the AL-AM (attention + MLP) arms are not run at smoke
+    assert set(out["skipped_rules"]) == {"f30_flap_30", "g30_flap_30", "f50_flap_50", "g50_flap_50",
+                                         *(f"{r}{s}_flap_am_{s}" for r in "fg" for s in (20, 30, 50))}
     g = out["verdicts"]["wikitext"]["g20_flap_20"]
     assert g["paper_estimate"] == pytest.approx((22.12 - 14.62) / (22.12 - 12.62))
     assert (work / "results/flap_wikitext_loss.png").read_bytes()[:4] == b"\x89PNG"
