@@ -32,7 +32,7 @@ def _params(tiny_models) -> dict:  # type: ignore[no-untyped-def]
         "subject": "tiny-llama", "reference": "random init (test fixture)",
         "arms": ["dense", "magnitude_50", "wanda_50", "sparsegpt_50", "sparsegpt_24"], **TINY}
     claims["flap_wikitext"]["scales"]["smoke"] = {
-        "subject": "tiny-llama", "reference": "random init (test fixture)", "arms": ["dense", "flap_20", "wanda_sp_20"],
+        "subject": "tiny-llama", "reference": "random init (test fixture)", "arms": ["dense", "flap_20", "flap_am_20", "wanda_sp_20"],
         **TINY}
     params["claims"] = claims
     return params
@@ -78,17 +78,19 @@ def test_wanda_table_and_verdicts(prune_run) -> None:  # type: ignore[no-untyped
 def test_flap_table_says_what_was_pruned(prune_run) -> None:  # type: ignore[no-untyped-def]
     work, _ = prune_run
     rows = _rows(work, FLAP)
-    assert list(rows) == ["dense", "flap_20", "wanda_sp_20"]
+    assert list(rows) == ["dense", "flap_20", "flap_am_20", "wanda_sp_20"]
+    am = rows.pop("flap_am_20")  # AL-AM: KV groups of the tiny Llama's GQA ranked with MLP channels
+    assert "attention KV groups (2 query heads + 1 KV head each" in am["scope"], am["scope"]
     for arm in ("flap_20", "wanda_sp_20"):
         r = rows[arm]
         assert float(r["sparsity"]) == 0.2 and abs(float(r["achieved_sparsity"]) - 0.2) < 0.02
         assert "MLP channels only" in r["scope"] and "2 query heads share 1 KV heads" in r["scope"]
     assert "bias compensation" in rows["flap_20"]["scope"] and "no compensation" in rows["wanda_sp_20"]["scope"]
     out = json.loads((work / "results/flap_wikitext.json").read_text())
-    assert set(out["verdicts"]["wikitext"]) == {"f20_flap_20", "g20_flap_20"}
-    # the 30/50% arms and the AL-AM (attention + MLP) arms are not run at smoke
+    assert set(out["verdicts"]["wikitext"]) == {"f20_flap_20", "g20_flap_20", "f20_flap_am_20", "g20_flap_am_20"}
+    # the 30/50% arms are not run at smoke
     assert set(out["skipped_rules"]) == {"f30_flap_30", "g30_flap_30", "f50_flap_50", "g50_flap_50",
-                                         *(f"{r}{s}_flap_am_{s}" for r in "fg" for s in (20, 30, 50))}
+                                         *(f"{r}{s}_flap_am_{s}" for r in "fg" for s in (30, 50))}
     g = out["verdicts"]["wikitext"]["g20_flap_20"]
     assert g["paper_estimate"] == pytest.approx((22.12 - 14.62) / (22.12 - 12.62))
     assert (work / "results/flap_wikitext_loss.png").read_bytes()[:4] == b"\x89PNG"
@@ -108,7 +110,12 @@ def test_pruned_models_load_back_pruned(prune_run) -> None:  # type: ignore[no-u
                 assert torch.all((w != 0).reshape(w.shape[0], -1, 4).sum(dim=-1) == 2)
             else:
                 assert float((w == 0).float().mean()) == 0.5
-    (rec_path,) = (work / "results/compress/flap").glob("*/compress.json")
+    recs = {json.loads(r.read_text())["params"].get("modules", "mlp"): r
+             for r in (work / "results/compress/flap").glob("*/compress.json")}
+    assert set(recs) == {"mlp", "attention+mlp"}
+    am = AutoModelForCausalLM.from_pretrained(recs["attention+mlp"].parent / "model")
+    assert am.config.mlp_bias and am.config.attention_bias  # o_proj's compensation bias reloads
+    rec_path = recs["mlp"]
     model = AutoModelForCausalLM.from_pretrained(rec_path.parent / "model")
     assert model.config.mlp_bias
     mlp = model.model.layers[0].mlp
