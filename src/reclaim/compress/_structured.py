@@ -45,24 +45,23 @@ class StructuredParams:
             raise ValueError(f"sparsity must be a number in [0, 1), got {s!r}")
 
 
-def mlp_parts(block: nn.Module, where: str) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
-    """gate, up and down projections of a Llama-family MLP; other blocks are refused by name."""
+def _llama_parts(block: nn.Module, names: tuple[str, ...], what: str, where: str) -> tuple[nn.Linear, ...]:
+    """The named Linears of a Llama-family block; other blocks are refused by name."""
     try:
-        parts = tuple(block.get_submodule(n) for n in MLP)
+        return tuple(block.get_submodule(n) for n in names)  # type: ignore[misc]
     except AttributeError:
-        raise ValueError(f"{where}: structured MLP pruning needs a Llama-family MLP "
-                         f"({', '.join(MLP)}); {type(block).__name__} has none") from None
-    return parts  # type: ignore[return-value]
+        raise ValueError(f"{where}: {what} needs a Llama-family block ({', '.join(names)}); "
+                         f"{type(block).__name__} has none") from None
+
+
+def mlp_parts(block: nn.Module, where: str) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    """gate, up and down projections of a Llama-family MLP."""
+    return _llama_parts(block, MLP, "structured MLP pruning", where)  # type: ignore[return-value]
 
 
 def attention_parts(block: nn.Module, where: str) -> tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear]:
-    """q, k, v and o projections of a Llama-family attention; other blocks are refused by name."""
-    try:
-        parts = tuple(block.get_submodule(n) for n in ATTENTION)
-    except AttributeError:
-        raise ValueError(f"{where}: attention pruning needs a Llama-family attention "
-                         f"({', '.join(ATTENTION)}); {type(block).__name__} has none") from None
-    return parts  # type: ignore[return-value]
+    """q, k, v and o projections of a Llama-family attention."""
+    return _llama_parts(block, ATTENTION, "attention pruning", where)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
