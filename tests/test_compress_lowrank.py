@@ -245,3 +245,15 @@ def test_gwq_selects_by_its_saliency_on_a_tiny_llama(select: str, rest: str) -> 
         gwq.compress(again, calib, params, seed=3)
         assert all(torch.equal(a.weight, b.weight) for a, b in
                    zip(compressible_linears(again).values(), compressible_linears(model).values(), strict=True))
+
+
+def test_output_errors_share_the_denominator_and_match_output_error() -> None:
+    from reclaim.compress._base import output_error
+    from reclaim.compress._lowrank import output_errors
+
+    g = torch.Generator().manual_seed(3)
+    w, wc, new = (torch.randn(12, 20, generator=g) for _ in range(3))
+    h = _spd(20, 4)
+    got = output_errors(w, wc, new, h)
+    assert got == pytest.approx({"base_output_error": output_error(w, wc, h), "output_error": output_error(w, new, h)},
+                                rel=1e-12)
