@@ -174,25 +174,26 @@ def channel_stats(model: nn.Module, calibration: list[torch.Tensor],
     return [st[MLP[2]] for st in linear_input_stats(model, calibration, [MLP[2]], inner)]
 
 
+def _zero_biases(model: nn.Module, parts: Callable[[nn.Module, str], tuple[nn.Linear, ...]]) -> None:
+    """Give every Linear ``parts(block, prefix)`` names, in every block, a (zero) bias."""
+    path, blocks = decoder_blocks(model)
+    for i, block in enumerate(blocks):
+        for lin in parts(block, f"{path}.{i}"):
+            if lin.bias is None:
+                lin.bias = nn.Parameter(torch.zeros(lin.out_features, dtype=lin.weight.dtype), requires_grad=False)
+
+
 def enable_mlp_bias(model: nn.Module) -> None:
     """Give every MLP Linear a (zero) bias and set ``config.mlp_bias``, so that a compensation
     bias on ``down_proj`` is saved and reloads with transformers' Llama."""
-    path, blocks = decoder_blocks(model)
-    for i, block in enumerate(blocks):
-        for lin in mlp_parts(block, f"{path}.{i}"):
-            if lin.bias is None:
-                lin.bias = nn.Parameter(torch.zeros(lin.out_features, dtype=lin.weight.dtype), requires_grad=False)
+    _zero_biases(model, mlp_parts)
     model.config.mlp_bias = True
 
 
 def enable_attention_bias(model: nn.Module) -> None:
     """Give q/k/v/o of every attention a (zero) bias and set ``config.attention_bias``, so that a
     compensation bias on ``o_proj`` is saved and reloads with transformers' Llama."""
-    path, blocks = decoder_blocks(model)
-    for i, block in enumerate(blocks):
-        for lin in attention_parts(block, f"{path}.{i}"):
-            if lin.bias is None:
-                lin.bias = nn.Parameter(torch.zeros(lin.out_features, dtype=lin.weight.dtype), requires_grad=False)
+    _zero_biases(model, attention_parts)
     model.config.attention_bias = True
 
 
