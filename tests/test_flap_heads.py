@@ -14,7 +14,7 @@ import torch
 from reclaim.compress import get
 from reclaim.compress._structured import ATTENTION, MLP, AttentionShape
 from reclaim.compress.flap import FLAPParams
-from reclaim.testing import token_windows
+from reclaim.testing import mean_module_output, token_windows
 
 HIDDEN, INTER, HEADS, D_H, VOCAB = 32, 64, 4, 8, 96
 LINEARS = (*ATTENTION, *MLP)
@@ -107,15 +107,7 @@ def test_zeroed_kv_groups_compute_what_the_smaller_model_computes(kind: str) -> 
 
 
 def _o_proj_mean(model, ids) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    outs: list[torch.Tensor] = []
-    o = model.model.layers[0].self_attn.o_proj
-    h = o.register_forward_hook(lambda _m, _i, out: outs.append(out.reshape(-1, out.shape[-1])))
-    try:
-        for x in ids:
-            model(input_ids=x)
-    finally:
-        h.remove()
-    return torch.cat(outs).double().mean(dim=0)
+    return mean_module_output(model, model.model.layers[0].self_attn.o_proj, ids)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))

@@ -16,6 +16,7 @@ from reclaim.compress._prune import PruneParams, layer_mask, nm_mask, row_mask
 from reclaim.compress.gptq import HessianAccumulator
 from reclaim.compress.sparsegpt import sparsegpt_prune
 from reclaim.compress.wanda import wanda_score
+from reclaim.testing import mean_module_output
 from reclaim.testing import tiny_llama_lm as _tiny_llama
 from reclaim.testing import token_windows as _calib
 
@@ -162,15 +163,7 @@ def test_bias_compensation_is_the_mean_output_of_the_removed_channels() -> None:
 
 
 def _mlp_mean_output(model, ids) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    outs: list[torch.Tensor] = []
-    mlp = model.model.layers[0].mlp
-    h = mlp.register_forward_hook(lambda _m, _i, out: outs.append(out.reshape(-1, out.shape[-1])))
-    try:
-        for x in ids:
-            model(input_ids=x)
-    finally:
-        h.remove()
-    return torch.cat(outs).double().mean(dim=0)
+    return mean_module_output(model, model.model.layers[0].mlp, ids)
 
 
 def test_flap_keeps_the_first_mlps_mean_output_and_prunes_the_target_share() -> None:

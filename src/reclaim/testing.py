@@ -966,3 +966,18 @@ def distinct_methods(methods: dict) -> list[str]:
         key = (m["adapter"], (m.get("optimizer") or {}).get("name"), bool((m.get("params") or {}).get("save_model")))
         by_path.setdefault(key, name)
     return sorted(by_path.values())
+
+
+def mean_module_output(model: Any, module: Any, ids: Sequence[Any]) -> Any:
+    """The mean over every calibration token of ``module``'s output (float64), with ``model``
+    run on each of ``ids``: what a pruning step's bias compensation must preserve."""
+    import torch
+
+    outs: list[torch.Tensor] = []
+    h = module.register_forward_hook(lambda _m, _i, out: outs.append(out.reshape(-1, out.shape[-1])))
+    try:
+        for x in ids:
+            model(input_ids=x)
+    finally:
+        h.remove()
+    return torch.cat(outs).double().mean(dim=0)
