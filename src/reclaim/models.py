@@ -211,18 +211,23 @@ def dequantized_dir(model: ResolvedModel) -> Path | None:
     return dest
 
 
+def _load_location(model: ResolvedModel, kwargs: dict[str, Any]) -> str | Path:
+    """Where ``from_pretrained`` reads ``model``: a GGUF's dequantized copy when there is one,
+    else its own location (with ``gguf_file`` added to ``kwargs`` for a GGUF)."""
+    if not model.gguf_file:
+        return model.location
+    cached = dequantized_dir(model)
+    if cached is not None:
+        return cached
+    kwargs["gguf_file"] = model.gguf_file
+    return model.location
+
+
 def load_tokenizer(model: ResolvedModel) -> Any:
     from transformers import AutoTokenizer
 
     kwargs: dict[str, Any] = {}
-    location: str | Path = model.location
-    if model.gguf_file:
-        cached = dequantized_dir(model)
-        if cached is not None:
-            location = cached
-        else:
-            kwargs["gguf_file"] = model.gguf_file
-    tok = AutoTokenizer.from_pretrained(location, **kwargs)
+    tok = AutoTokenizer.from_pretrained(_load_location(model, kwargs), **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     return tok
@@ -231,14 +236,7 @@ def load_tokenizer(model: ResolvedModel) -> Any:
 def load_pretrained(auto_cls: Any, model: ResolvedModel, **kwargs: Any) -> Any:
     """Load weights with safetensors/GGUF only (a GGUF through its dequantized copy,
     :func:`dequantized_dir`); never enables trust_remote_code."""
-    location: str | Path = model.location
-    if model.gguf_file:
-        cached = dequantized_dir(model)
-        if cached is not None:
-            location = cached
-        else:
-            kwargs["gguf_file"] = model.gguf_file
-    return auto_cls.from_pretrained(location, trust_remote_code=False, **kwargs)
+    return auto_cls.from_pretrained(_load_location(model, kwargs), trust_remote_code=False, **kwargs)
 
 
 def linear_widths(model: ResolvedModel) -> dict[str, int] | None:
